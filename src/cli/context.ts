@@ -1,0 +1,21 @@
+// Turning global flags (--config, --root, --keys) into a config and an open spool.
+import { loadConfig, type FerryConfig } from '../config/config.js';
+import { Spool } from '../spool/spool.js';
+
+/** Flags every command accepts. */
+export interface GlobalFlags {
+  config?: string;
+  root?: string;
+  keys?: string;
+  debug?: boolean;
+}
+
+/** Loads the config with the command-line overrides applied. */
+export function configFrom(flags: GlobalFlags, host?: string, allowMissing = false): Promise<FerryConfig> {
+  return loadConfig(flags.config, { root: flags.root, keys: flags.keys, host }, allowMissing);
+}
+
+/** Opens the configured spool (it must exist: `ferry init` creates it). */
+export async function openSpool(config: FerryConfig, create = false): Promise<Spool> {
+  return Spool.open(config.root, { host: config.host, create, leaseMs: config.leaseMs, maxAttempts: config.maxAttempts });
+}

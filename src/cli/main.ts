@@ -1,0 +1,87 @@
+// The `ferry` command line: commander parses, commands run, errors become one sentence and an exit code.
+import { Command, CommanderError, Option } from 'commander';
+import { isFerryError } from '../errors.js';
+import type { GlobalFlags } from './context.js';
+import { initCommand } from './init.js';
+import { processIO, type CliIO } from './io.js';
+import { sendCommand } from './send.js';
+import { statusCommand } from './status.js';
+import { takeCommand } from './take.js';
+import { registerKeyCommands } from './keys.js';
+import { registerDaemonCommands } from './daemon.js';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** Builds the commander program; `run` receives each command's promise of an exit code. */
+export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Command {
+  const program = new Command('ferry')
+    .description('Move messages between the hosts of a cluster through the filesystem and SSH.')
+    .option('--config <file>', 'config file (default: $FERRY_CONFIG, else /etc/ferry/ferry.toml)')
+    .option('--root <dir>', 'spool root (overrides the config)')
+    .option('--keys <dir>', 'key directory (overrides the config)')
+    .option('--debug', 'print stack traces with errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .exitOverride();
+  const globals = (cmd: Command): GlobalFlags => cmd.optsWithGlobals() as GlobalFlags;
+
+  program.command('init')
+    .description('create the spool layout (mode 0700) and a starter config')
+    .option('--host <name>', "this host's name (default: the config's, else the machine's)")
+    .addHelpText('after', '\nExample:\n  ferry init --host alpha --root /var/spool/ferry')
+    .action((_opts, cmd: Command) => run(initCommand(globals(cmd), io)));
+
+  program.command('send')
+    .description('commit FILEs (or stdin) as messages to QUEUE; several FILEs are one transaction; prints the ids')
+    .argument('<queue>', 'queue name')
+    .argument('[files...]', 'files to send (none, or "-": stdin)')
+    .option('--header <k=v>', 'header kept with each message (repeatable)', collect)
+    .option('--to <peer>', 'ship to this peer instead of the route (repeatable)', collect)
+    .addHelpText('after', '\nExamples:\n  ferry send orders order-1.json order-2.json --header kind=order\n  echo hello | ferry send greetings')
+    .action((queue: string, files: string[], _opts, cmd: Command) => run(sendCommand(queue, files, globals(cmd), io)));
+
+  program.command('take')
+    .description('take messages oldest first, transactionally: --exec CMD, --out DIR, or the payload to stdout')
+    .argument('<queue>', 'queue name')
+    .option('--wait <seconds>', 'wait this long for a message when the queue is empty', '0')
+    .option('--max <n>', 'take at most n messages (0: all there are)', '1')
+    .option('--lease <seconds>', 'how long a message stays invisible to others before it returns (default: the config\'s lease)')
+    .addOption(new Option('--exec <cmd>', 'run CMD per message (payload on stdin; FERRY_FILE, FERRY_ID, FERRY_ORIGIN, FERRY_QUEUE, FERRY_HEADERS in env); exit 0 commits, non-zero aborts').conflicts('out'))
+    .option('--out <dir>', 'write each payload into DIR, then commit; prints the paths')
+    .addHelpText('after', '\nExamples:\n  ferry take orders --exec ./handle.sh --max 0\n  ferry take orders --wait 30 > order.json')
+    .action((queue: string, _opts, cmd: Command) => run(takeCommand(queue, globals(cmd), io)));
+
+  program.command('status')
+    .description('queue depths: outbox, inbox, in flight, dead letters')
+    .option('--json', 'one JSON document')
+    .action((_opts, cmd: Command) => run(statusCommand(globals(cmd), io)));
+
+  registerKeyCommands(program, io, run, globals);
+  registerDaemonCommands(program, io, run, globals);
+  return program;
+}
+
+/** Runs the CLI on `argv` (process.argv form) and resolves to the exit code. Never calls process.exit. */
+export async function main(argv: string[], io: CliIO = processIO()): Promise<number> {
+  let pending: Promise<number> | undefined;
+  const program = buildProgram(io, (p) => { pending = p; });
+  const debug = argv.includes('--debug');
+  try {
+    await program.parseAsync(argv);
+    return pending === undefined ? 0 : await pending;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (isFerryError(err)) {
+      io.stderr.write(`ferry: ${err.message}\n`);
+      if (debug && err.stack) io.stderr.write(`${err.stack}\n`);
+      return 1;
+    }
+    const e = err as NodeJS.ErrnoException;
+    const where = e.path ? ` (${e.path})` : '';
+    io.stderr.write(`ferry: ${e.message ?? String(err)}${where}\n`);
+    if (debug && e.stack) io.stderr.write(`${e.stack}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,55 @@
+// `ferry send QUEUE [FILE...]`: commit files (or stdin) as messages, several files as one transaction.
+import { createReadStream, promises as fsp } from 'node:fs';
+import { FerryError, errno } from '../errors.js';
+import { parseHeaderArgs, validateQueueName } from '../spool/names.js';
+import { configFrom, openSpool, type GlobalFlags } from './context.js';
+import { out, type CliIO } from './io.js';
+
+/** Flags of `ferry send`. */
+export interface SendFlags extends GlobalFlags {
+  header?: string[];
+  to?: string[];
+}
+
+/** Sends; prints one message id per line. */
+export async function sendCommand(queue: string, files: string[], flags: SendFlags, io: CliIO): Promise<number> {
+  validateQueueName(queue);
+  const headers = parseHeaderArgs(flags.header ?? []);
+  // Check every input before writing anything, so a typo in the third file commits nothing.
+  for (const file of files) {
+    if (file === '-') continue;
+    let st;
+    try {
+      st = await fsp.stat(file);
+    } catch (err) {
+      const why = errno(err) === 'ENOENT' ? 'does not exist' : errno(err) === 'EACCES' ? 'is not readable' : `cannot be read (${errno(err) ?? String(err)})`;
+      throw new FerryError('ENOENT_INPUT', `input file ${file} ${why}`, { path: file, cause: err });
+    }
+    if (!st.isFile()) throw new FerryError('ENOENT_INPUT', `input file ${file} is not a regular file`, { path: file });
+    await fsp.access(file, fsp.constants.R_OK).catch((err: unknown) => {
+      throw new FerryError('ENOENT_INPUT', `input file ${file} is not readable`, { path: file, cause: err });
+    });
+  }
+  const config = await configFrom(flags);
+  const to = flags.to ?? [];
+  for (const dest of to) {
+    if (dest !== config.host && !config.peers.has(dest)) {
+      throw new FerryError('EPEER_NAME', `--to ${dest} names neither this host ("${config.host}") nor a configured peer`);
+    }
+  }
+  const spool = await openSpool(config);
+  const tx = spool.transaction();
+  try {
+    const inputs = files.length === 0 ? ['-'] : files;
+    for (const file of inputs) {
+      const payload = file === '-' ? io.stdin as AsyncIterable<Uint8Array> : createReadStream(file);
+      await tx.send(queue, payload, { headers, to });
+    }
+    const ids = await tx.commit();
+    for (const id of ids) out(io, id);
+    return 0;
+  } catch (err) {
+    await tx.abort();
+    throw err;
+  }
+}

@@ -1,0 +1,125 @@
+// Writing messages into inbox queues atomically: payload and meta in tmp/, fsync, then rename into new/.
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createExclusive, fsyncDir, renameIfExists, unlinkIfExists, writeAll, writeNewFile } from '../maildir/fsx.js';
+import { uniqueName } from '../maildir/unique.js';
+import type { SpoolContext } from '../spool/options.js';
+import type { Inbox } from './inbox.js';
+import { metaPath, type InboxMeta } from './meta.js';
+
+/** One message of a delivery: where it goes and what it is. */
+export interface DeliveryItem {
+  queue: string;
+  /** Its unique name in the inbox (chosen when added, so a journal can name it before it is published). */
+  name: string;
+  meta: InboxMeta;
+}
+
+/** Receives the payload bytes of one message being delivered. */
+export interface PayloadWriter {
+  write(chunk: Uint8Array): Promise<void>;
+  end(): Promise<void>;
+}
+
+const WRITE_BUFFER = 256 * 1024;
+
+/**
+ * A batch of messages being delivered into inbox queues. Nothing is visible to consumers until
+ * {@link InboxDelivery.publish}; after {@link InboxDelivery.prepare} every payload and meta is
+ * durable in tmp/, so a journal naming the items can complete the publish after a crash with
+ * {@link completePublish}.
+ */
+export class InboxDelivery {
+  readonly items: DeliveryItem[] = [];
+  private readonly open: FileHandle[] = [];
+  private readonly queueDirs = new Set<string>();
+
+  constructor(private readonly ctx: SpoolContext, private readonly inbox: Inbox) {}
+
+  /** Adds a message; write its payload through the returned writer, then end it. */
+  async add(meta: Omit<InboxMeta, 'delivered' | 'attempts'>): Promise<PayloadWriter> {
+    const queueDir = await this.inbox.ensureQueue(meta.queue);
+    this.queueDirs.add(queueDir);
+    const name = uniqueName(this.ctx.host);
+    const item: DeliveryItem = { queue: meta.queue, name, meta: { ...meta, delivered: Date.now(), attempts: 0 } };
+    this.items.push(item);
+    const fh = await createExclusive(join(queueDir, 'tmp', name));
+    this.open.push(fh);
+    let buffered: Uint8Array[] = [];
+    let bufferedBytes = 0;
+    const flush = async () => {
+      if (bufferedBytes === 0) return;
+      const data = buffered.length === 1 ? (buffered[0] as Uint8Array) : Buffer.concat(buffered);
+      buffered = [];
+      bufferedBytes = 0;
+      await writeAll(fh, data);
+    };
+    return {
+      write: async (chunk) => {
+        if (chunk.byteLength >= WRITE_BUFFER) {
+          await flush();
+          await writeAll(fh, chunk);
+          return;
+        }
+        buffered.push(Buffer.from(chunk));
+        bufferedBytes += chunk.byteLength;
+        if (bufferedBytes >= WRITE_BUFFER) await flush();
+      },
+      end: flush,
+    };
+  }
+
+  /**
+   * Makes every payload and meta durable in tmp/ (file fsyncs run in parallel so the file system can
+   * group them into few journal commits), then fsyncs the tmp directories.
+   */
+  async prepare(): Promise<void> {
+    await Promise.all(this.open.map(async (fh) => {
+      await fh.sync();
+      await fh.close();
+    }));
+    this.open.length = 0;
+    await Promise.all(this.items.map((item) => {
+      const dir = this.ctx.layout.inboxQueue(item.queue);
+      return writeNewFile(join(dir, 'tmp', `${item.name}.meta`), JSON.stringify(item.meta));
+    }));
+    await Promise.all([...this.queueDirs].map((dir) => fsyncDir(join(dir, 'tmp'))));
+  }
+
+  /** Publishes every prepared message: meta first, then the payload rename that makes it visible. */
+  async publish(): Promise<void> {
+    await completePublish(this.ctx, this.items);
+    for (const item of this.items) this.inbox.invalidate(item.queue);
+  }
+
+  /** Throws away everything not yet published. */
+  async discard(): Promise<void> {
+    await Promise.all(this.open.map((fh) => fh.close().catch(() => undefined)));
+    this.open.length = 0;
+    for (const item of this.items) {
+      const dir = this.ctx.layout.inboxQueue(item.queue);
+      await unlinkIfExists(join(dir, 'tmp', item.name));
+      await unlinkIfExists(join(dir, 'tmp', `${item.name}.meta`));
+    }
+  }
+}
+
+/**
+ * Publishes prepared items: renames tmp/<name>.meta → meta/<name>.json and tmp/<name> → new/<name>,
+ * then fsyncs the directories. Idempotent: an item whose tmp file is gone was published already
+ * (consumers never touch tmp/), so a journal can replay this after a crash at any instant.
+ */
+export async function completePublish(ctx: SpoolContext, items: readonly DeliveryItem[]): Promise<void> {
+  const dirs = new Set<string>();
+  for (const item of items) {
+    const dir = ctx.layout.inboxQueue(item.queue);
+    dirs.add(dir);
+    await renameIfExists(join(dir, 'tmp', `${item.name}.meta`), metaPath(dir, item.name));
+  }
+  await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'meta'))));
+  for (const item of items) {
+    const dir = ctx.layout.inboxQueue(item.queue);
+    await renameIfExists(join(dir, 'tmp', item.name), join(dir, 'new', item.name));
+  }
+  await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'new'))));
+}

@@ -1,0 +1,216 @@
+// Taking messages from inbox queues: oldest first, leased by rename, returned when a lease expires.
+import { promises as fsp, watch, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
+import { errno } from '../errors.js';
+import { compareNames } from '../maildir/unique.js';
+import { ensureDir, listDir, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
+import { INBOX_SUBDIRS } from '../spool/layout.js';
+import { validateQueueName } from '../spool/names.js';
+import type { SpoolContext } from '../spool/options.js';
+import { formatLease, leaseExpiry, parseLease, stampExpiry, type LeaseName } from './lease-name.js';
+import { metaPath, readMeta, writeMeta } from './meta.js';
+import { TakenMessage, returnMessage } from './taken-message.js';
+
+/** Options of one take. */
+export interface TakeOptions {
+  /** Wait up to this long for a message when the queue is empty, in ms. Default: 0 (return at once). */
+  waitMs?: number;
+  /** Lease length for this take, in ms. Default: the spool's `leaseMs`. */
+  leaseMs?: number;
+  /** Stops waiting early. */
+  signal?: AbortSignal;
+}
+
+/** Depths of one inbox queue. */
+export interface InboxCounts {
+  /** Waiting to be taken. */
+  new: number;
+  /** Taken by an open transaction (in flight). */
+  leased: number;
+  /** Claimed by a plain maildir reader (cur/). */
+  cur: number;
+  /** In the dead-letter directory. */
+  dead: number;
+}
+
+/** The inbox side of a spool. */
+export class Inbox {
+  /** Sorted names from the last listing of each queue's new/, consumed front to back. */
+  private readonly pending = new Map<string, string[]>();
+
+  constructor(private readonly ctx: SpoolContext) {}
+
+  /** Creates the directories of an inbox queue (idempotent). */
+  async ensureQueue(queue: string): Promise<string> {
+    const dir = this.ctx.layout.inboxQueue(queue);
+    await ensureDir(dir);
+    for (const sub of INBOX_SUBDIRS) await ensureDir(join(dir, sub));
+    return dir;
+  }
+
+  /** The inbox queues that exist. */
+  async queues(): Promise<string[]> {
+    return (await listDir(this.ctx.layout.inbox)).filter((q) => !q.startsWith('.')).sort();
+  }
+
+  /**
+   * Takes the oldest message of `queue`, or null when none arrives within `waitMs`.
+   * The message stays invisible to other consumers until it is committed or aborted, or its lease expires.
+   */
+  async take(queue: string, opts: TakeOptions = {}): Promise<TakenMessage | null> {
+    validateQueueName(queue);
+    const dir = await this.ensureQueue(queue);
+    const deadline = Date.now() + (opts.waitMs ?? 0);
+    const leaseMs = opts.leaseMs ?? this.ctx.options.leaseMs;
+    for (;;) {
+      const taken = await this.tryTake(queue, dir, leaseMs);
+      if (taken) return taken;
+      if ((await this.reclaimExpired(queue)) > 0) continue;
+      const left = deadline - Date.now();
+      if (left <= 0 || opts.signal?.aborted) return null;
+      await waitForEntry(join(dir, 'new'), Math.min(left, this.ctx.options.pollMs), opts.signal);
+    }
+  }
+
+  /** Forgets the cached listing of `queue` so that a returned (older) message is taken first. */
+  invalidate(queue: string): void {
+    this.pending.delete(queue);
+  }
+
+  private async tryTake(queue: string, dir: string, leaseMs: number): Promise<TakenMessage | null> {
+    for (let refreshed = false; ; refreshed = true) {
+      let names = this.pending.get(queue);
+      if (!names || names.length === 0) {
+        if (refreshed) return null;
+        names = (await listDir(join(dir, 'new'))).filter((n) => !n.startsWith('.')).sort(compareNames);
+        this.pending.set(queue, names);
+        if (names.length === 0) return null;
+      }
+      while (names.length > 0) {
+        const name = names.shift() as string;
+        const taken = await this.claim(queue, dir, name, leaseMs);
+        if (taken) return taken;
+      }
+    }
+  }
+
+  /** Leases new/<name> by renaming it into lease/; null when another consumer was faster. */
+  private async claim(queue: string, dir: string, name: string, leaseMs: number): Promise<TakenMessage | null> {
+    const lease: LeaseName = { name, pid: process.pid };
+    const leasePath = join(dir, 'lease', formatLease(lease));
+    if (!(await renameIfExists(join(dir, 'new', name), leasePath))) return null;
+    const st = await fsp.lstat(leasePath);
+    const expires = Date.now() + leaseMs;
+    if (st.isFile()) await stampExpiry(leasePath, expires);
+    const meta = await readMeta(dir, queue, name, this.ctx.host, leasePath);
+    if (!st.isFile()) {
+      // A symlink, FIFO or device planted in new/: never read through it; park it where an operator looks.
+      await writeMeta(dir, name, { ...meta, dead: { reason: `not a regular file (mode ${st.mode.toString(8)})`, at: Date.now() } });
+      await renameIfExists(leasePath, join(dir, 'dead', name));
+      return null;
+    }
+    return new TakenMessage(this.ctx, queue, lease, meta, st.size, expires);
+  }
+
+  /**
+   * Returns every expired lease of `queue` to the queue (one failed attempt each, dead letter after
+   * `maxAttempts`) and finishes leases whose transaction committed. Returns how many went back to new/.
+   */
+  async reclaimExpired(queue: string, now = Date.now()): Promise<number> {
+    const dir = this.ctx.layout.inboxQueue(queue);
+    let returned = 0;
+    for (const leaseName of await listDir(join(dir, 'lease'))) {
+      const lease = parseLease(leaseName);
+      if (!lease) continue;
+      let expires: number;
+      try {
+        expires = leaseExpiry(await fsp.lstat(join(dir, 'lease', leaseName)));
+      } catch (err) {
+        if (errno(err) === 'ENOENT') continue; // committed or returned meanwhile
+        throw err;
+      }
+      if (lease.txid !== undefined) {
+        const outcome = await this.resolveCommitting(queue, dir, lease, expires, now);
+        if (outcome === 'returned') returned += 1;
+        continue;
+      }
+      if (expires > now) continue;
+      const meta = await readMeta(dir, queue, lease.name, this.ctx.host, join(dir, 'lease', leaseName));
+      const outcome = await returnMessage(this.ctx, queue, lease, meta, `lease expired after the consumer (pid ${lease.pid}) neither committed nor aborted`);
+      if (outcome === 'returned') returned += 1;
+    }
+    if (returned > 0) this.invalidate(queue);
+    return returned;
+  }
+
+  /**
+   * A lease marked `~T<txid>` belongs to a transaction caught committing. Its commit file still in
+   * state/commits/tmp means the commit point was not reached: once expired, the message returns
+   * (counting one failed attempt, like any consumer death). Otherwise the
+   * transaction committed, and the message is gone for good.
+   */
+  private async resolveCommitting(queue: string, dir: string, lease: LeaseName, expires: number, now: number): Promise<'returned' | 'removed' | 'waiting'> {
+    const leasePath = join(dir, 'lease', formatLease(lease));
+    const pendingCommit = await exists(join(this.ctx.layout.commitsTmp, lease.txid as string));
+    if (!pendingCommit) {
+      await unlinkIfExists(leasePath);
+      await unlinkIfExists(metaPath(dir, lease.name));
+      return 'removed';
+    }
+    if (expires > now) return 'waiting';
+    const meta = await readMeta(dir, queue, lease.name, this.ctx.host, leasePath);
+    const outcome = await returnMessage(this.ctx, queue, lease, meta, `transaction ${lease.txid} died while committing`);
+    return outcome === 'returned' ? 'returned' : 'removed';
+  }
+
+  /** Depths of one queue. */
+  async counts(queue: string): Promise<InboxCounts> {
+    const dir = this.ctx.layout.inboxQueue(queue);
+    const count = async (sub: string) => (await listDir(join(dir, sub))).filter((n) => !n.startsWith('.')).length;
+    return { new: await count('new'), leased: await count('lease'), cur: await count('cur'), dead: await count('dead') };
+  }
+
+  /** Every transaction id referenced by a committing lease (their commit files must not be cleaned up). */
+  async committingTxids(): Promise<Set<string>> {
+    const ids = new Set<string>();
+    for (const queue of await this.queues()) {
+      for (const n of await listDir(join(this.ctx.layout.inbox, queue, 'lease'))) {
+        const lease = parseLease(n);
+        if (lease?.txid !== undefined) ids.add(lease.txid);
+      }
+    }
+    return ids;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.lstat(path);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Resolves when something appears in `dir`, after `ms`, or on abort — whichever comes first. */
+function waitForEntry(dir: string, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    let watcher: FSWatcher | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      watcher?.close();
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done);
+    try {
+      watcher = watch(dir, { persistent: false }, done);
+      watcher.on('error', () => undefined);
+    } catch {
+      // the poll timer still wakes us
+    }
+  });
+}
+

@@ -1,0 +1,54 @@
+// The name a message carries while leased: `<name>~P<pid>[~T<txid>]`; its expiry is the file's mtime.
+//
+// The lease is the rename new/<name> → lease/<lease name>: atomic, so exactly one taker wins.
+// The taker then sets the file's mtime to the lease's expiry, so any process can see an expired
+// lease without asking its owner, and extending a lease does not move the file (FERRY_FILE stays
+// valid while an --exec command runs). Until the mtime is set, the rename's ctime protects the
+// lease for CLAIM_GRACE_MS. `~T<txid>` marks a lease whose transaction is committing: it is
+// resolved by whether the transaction's file still sits in state/commits/tmp (not committed) or not.
+import { promises as fsp } from 'node:fs';
+
+const LEASE_RE = /^(.+)~P(\d{1,10})(?:~T([A-Za-z0-9._-]{1,200}))?$/;
+
+/** How long a just-claimed lease is safe before its owner has stamped the expiry. */
+export const CLAIM_GRACE_MS = 10_000;
+
+/** A parsed lease name. */
+export interface LeaseName {
+  /** The message's name in new/. */
+  name: string;
+  /** The taker's pid (informational). */
+  pid: number;
+  /** Set while the owning transaction commits. */
+  txid?: string;
+}
+
+/** Formats a lease name. */
+export function formatLease(lease: LeaseName): string {
+  const base = `${lease.name}~P${lease.pid}`;
+  return lease.txid === undefined ? base : `${base}~T${lease.txid}`;
+}
+
+/** Parses a lease name, or returns undefined for anything else. */
+export function parseLease(leaseName: string): LeaseName | undefined {
+  const m = LEASE_RE.exec(leaseName);
+  if (!m || m[1] === undefined) return undefined;
+  const lease: LeaseName = { name: m[1], pid: Number(m[2]) };
+  if (m[3] !== undefined) lease.txid = m[3];
+  return lease;
+}
+
+/** Stamps a lease file with its expiry (as mtime). */
+export async function stampExpiry(path: string, expires: number): Promise<void> {
+  const t = new Date(expires);
+  await fsp.utimes(path, t, t);
+}
+
+/**
+ * When the lease on a file with these times expires, ms since the epoch. A stamped lease has its
+ * mtime set at or after the stamping (its ctime); an unstamped one still carries its old mtime, so
+ * the claim's ctime plus a grace period counts instead.
+ */
+export function leaseExpiry(st: { mtimeMs: number; ctimeMs: number }): number {
+  return st.mtimeMs >= st.ctimeMs - 1 ? st.mtimeMs : st.ctimeMs + CLAIM_GRACE_MS;
+}

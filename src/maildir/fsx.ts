@@ -1,0 +1,155 @@
+// Durable, symlink-refusing file system steps: every write the spool makes goes through here.
+import { constants, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { FerryError, errno } from '../errors.js';
+
+/** Mode of every directory ferry creates. */
+export const DIR_MODE = 0o700;
+/** Mode of every file ferry creates. */
+export const FILE_MODE = 0o600;
+
+const O_NOFOLLOW = constants.O_NOFOLLOW;
+
+/** Opens a file without following a symlink in its last component (ELOOP becomes `ESPOOL_SYMLINK`). */
+export async function openNoFollow(path: string, flags: number, mode = FILE_MODE): Promise<FileHandle> {
+  try {
+    return await fsp.open(path, flags | O_NOFOLLOW, mode);
+  } catch (err) {
+    if (errno(err) === 'ELOOP') {
+      throw new FerryError('ESPOOL_SYMLINK', `refusing to follow the symlink ${path} inside the spool`, { path, cause: err, syscall: 'open' });
+    }
+    throw err;
+  }
+}
+
+/** Opens an existing file for reading, refusing symlinks and anything that is not a regular file. */
+export async function openRegularForRead(path: string): Promise<FileHandle> {
+  const fh = await openNoFollow(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw new FerryError('ESPOOL_NOT_FILE', `${path} is not a regular file`, { path });
+    }
+    return fh;
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+/** Creates a new file exclusively (`O_EXCL`, mode 0600, no symlink follow). */
+export async function createExclusive(path: string): Promise<FileHandle> {
+  return openNoFollow(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+}
+
+/** fsyncs a directory so that renames and creations inside it survive a crash. */
+export async function fsyncDir(path: string): Promise<void> {
+  const fh = await fsp.open(path, constants.O_RDONLY | constants.O_DIRECTORY | O_NOFOLLOW);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes `data` to a new file at `path` (exclusive create) and fsyncs it. Does not fsync the directory. */
+export async function writeNewFile(path: string, data: string | Uint8Array): Promise<void> {
+  const fh = await createExclusive(path);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Replaces `path` atomically with `data`: write `path.tmp-<pid>`, fsync, rename over, fsync the directory.
+ * Readers see the old or the new content, never a mix.
+ */
+export async function replaceFileDurable(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  await writeNewFile(tmp, data);
+  try {
+    await fsp.rename(tmp, path);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(parentOf(path));
+}
+
+/** The directory part of a path. */
+export function parentOf(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i <= 0 ? '/' : path.slice(0, i);
+}
+
+/**
+ * Makes sure `path` is a real directory (not a symlink) with mode 0700, creating it if asked.
+ * A symlink planted where a spool directory belongs is refused with `ESPOOL_SYMLINK`.
+ */
+export async function ensureDir(path: string, create = true): Promise<void> {
+  let st;
+  try {
+    st = await fsp.lstat(path);
+  } catch (err) {
+    if (errno(err) !== 'ENOENT' || !create) throw err;
+    try {
+      await fsp.mkdir(path, { mode: DIR_MODE });
+    } catch (mkErr) {
+      if (errno(mkErr) !== 'EEXIST') throw mkErr;
+    }
+    st = await fsp.lstat(path);
+  }
+  if (st.isSymbolicLink()) {
+    throw new FerryError('ESPOOL_SYMLINK', `${path} is a symlink; spool directories must be real directories`, { path });
+  }
+  if (!st.isDirectory()) {
+    throw new FerryError('ESPOOL', `${path} is not a directory`, { path });
+  }
+  if ((st.mode & 0o077) !== 0 && create) {
+    await fsp.chmod(path, DIR_MODE);
+  }
+}
+
+/** Removes a file, ignoring one that is already gone. Returns whether it was there. */
+export async function unlinkIfExists(path: string): Promise<boolean> {
+  try {
+    await fsp.unlink(path);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Renames, returning false instead of throwing when the source is gone (someone else took it). */
+export async function renameIfExists(from: string, to: string): Promise<boolean> {
+  try {
+    await fsp.rename(from, to);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Lists the names in a directory, or [] when it does not exist. */
+export async function listDir(path: string): Promise<string[]> {
+  try {
+    return await fsp.readdir(path);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** Writes a whole buffer at the current position, looping over short writes. */
+export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, off, data.byteLength - off);
+    off += bytesWritten;
+  }
+}

@@ -1,0 +1,45 @@
+// Maildir-style unique names that also sort in creation order: `<sec>.M<usec>P<pid>Q<seq>R<rand>.<host>`.
+import { randomBytes } from 'node:crypto';
+
+let lastMicros = 0;
+let sequence = 0;
+
+/**
+ * Microseconds since the epoch, strictly increasing within this process even if the wall clock
+ * steps back (a clock jump must not reorder one producer's messages).
+ */
+export function monotonicMicros(): number {
+  const now = Date.now() * 1000 + Math.floor((performance.now() % 1) * 1000);
+  lastMicros = now > lastMicros ? now : lastMicros + 1;
+  return lastMicros;
+}
+
+/**
+ * A name unique on this host and never reused (time, pid, per-process sequence, randomness, host),
+ * as the maildir convention asks. Names made by one process sort in the order they were made.
+ */
+export function uniqueName(host: string): string {
+  const micros = monotonicMicros();
+  const sec = Math.floor(micros / 1_000_000);
+  const usec = String(micros % 1_000_000).padStart(6, '0');
+  sequence += 1;
+  return `${sec}.M${usec}P${process.pid}Q${sequence}R${randomBytes(4).toString('hex')}.${host}`;
+}
+
+const NAME_TIME_RE = /^(\d{1,15})\.(?:M(\d{1,6}))?/;
+
+/** The (seconds, microseconds) a maildir name was made at, as far as its name tells; names without a time sort last. */
+export function nameTime(name: string): [number, number] {
+  const m = NAME_TIME_RE.exec(name);
+  if (!m) return [Number.MAX_SAFE_INTEGER, 0];
+  return [Number(m[1]), m[2] === undefined ? 0 : Number(m[2].padEnd(6, '0'))];
+}
+
+/** Orders maildir names oldest first: by the time in the name, then by the whole name. */
+export function compareNames(a: string, b: string): number {
+  const [as, au] = nameTime(a);
+  const [bs, bu] = nameTime(b);
+  if (as !== bs) return as - bs;
+  if (au !== bu) return au - bu;
+  return a < b ? -1 : a > b ? 1 : 0;
+}

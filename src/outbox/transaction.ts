@@ -1,0 +1,197 @@
+// Send transactions: many messages, to one or several queues, committed by one rename — and, in
+// consume-transform-produce, the messages taken from inboxes removed in the same commit.
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError } from '../errors.js';
+import { createExclusive, fsyncDir, unlinkIfExists, writeAll } from '../maildir/fsx.js';
+import { uniqueName } from '../maildir/unique.js';
+import { crashPoint } from '../spool/crash-point.js';
+import { validateHeaders, validateHostName, validateQueueName } from '../spool/names.js';
+import type { SpoolContext } from '../spool/options.js';
+import type { Inbox, TakeOptions } from '../inbox/inbox.js';
+import { metaPath } from '../inbox/meta.js';
+import type { TakenMessage } from '../inbox/taken-message.js';
+import { encodeIndex, type CommitFileMessage } from './commit-file.js';
+
+/** A payload: bytes, text, or a stream of chunks (a file stream, stdin…), copied at send time. */
+export type PayloadInput = string | Uint8Array | AsyncIterable<Uint8Array | string>;
+
+/** Options of one message. */
+export interface SendOptions {
+  /** Headers kept with the message, never mixed into the payload. Default: none. */
+  headers?: Record<string, string>;
+  /** Ship to these hosts instead of the queue's route. Default: the route. */
+  to?: string[];
+}
+
+/** How long a committing lease is protected from being reclaimed, in ms (the commit takes milliseconds). */
+const COMMIT_GRACE_MS = 60_000;
+const WRITE_BUFFER = 256 * 1024;
+
+/**
+ * A transaction: `send` any number of messages (one or several queues), `take` messages from
+ * inboxes, then `commit` — all of it happens, or (`abort`, or a crash at any instant) none of it.
+ *
+ * The sends are written into one commit file in state/commits/tmp/; its rename into
+ * state/commits/new/ is the commit point. Taken messages are marked with the transaction id
+ * before that point, so recovery can tell whether their transaction committed.
+ * No lock is held across user code: the file is private to this transaction until it commits.
+ */
+export class Transaction {
+  /** This transaction's id (also the name of its file in state/commits/tmp/). */
+  readonly txid: string;
+  private fh: FileHandle | undefined;
+  private readonly messages: CommitFileMessage[] = [];
+  private readonly taken: TakenMessage[] = [];
+  private state: 'open' | 'committed' | 'aborted' = 'open';
+  private buffered: Buffer[] = [];
+  private bufferedBytes = 0;
+
+  /** @internal use `spool.transaction()` */
+  constructor(private readonly ctx: SpoolContext, private readonly inbox: Inbox) {
+    this.txid = uniqueName(ctx.host);
+  }
+
+  private get tmpPath(): string { return join(this.ctx.layout.commitsTmp, this.txid); }
+
+  /** Number of messages sent so far in this transaction. */
+  get size(): number { return this.messages.length; }
+
+  /** Adds a message to `queue`. Returns its id. Nothing is visible until {@link Transaction.commit}. */
+  async send(queue: string, payload: PayloadInput, opts: SendOptions = {}): Promise<string> {
+    this.assertOpen();
+    validateQueueName(queue);
+    const headers = validateHeaders({ ...(opts.headers ?? {}) });
+    const fh = await this.file();
+    let size = 0;
+    const push = async (chunk: Uint8Array | string) => {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      size += buf.byteLength;
+      if (buf.byteLength >= WRITE_BUFFER) {
+        await this.flush(fh);
+        await writeAll(fh, buf);
+        return;
+      }
+      // Copy: the caller may reuse its buffer once send() returns.
+      this.buffered.push(Buffer.from(buf));
+      this.bufferedBytes += buf.byteLength;
+      if (this.bufferedBytes >= WRITE_BUFFER) await this.flush(fh);
+    };
+    if (typeof payload === 'string' || payload instanceof Uint8Array) {
+      await push(payload);
+    } else {
+      for await (const chunk of payload) await push(chunk);
+    }
+    const id = uniqueName(this.ctx.host);
+    const message: CommitFileMessage = { queue, id, headers, size };
+    if (opts.to !== undefined && opts.to.length > 0) message.to = opts.to.map((h) => validateHostName(h, 'destination'));
+    this.messages.push(message);
+    return id;
+  }
+
+  /**
+   * Takes the oldest message of an inbox queue inside this transaction: it is removed when the
+   * transaction commits and returned to its queue when it aborts.
+   */
+  async take(queue: string, opts: TakeOptions = {}): Promise<TakenMessage | null> {
+    this.assertOpen();
+    const msg = await this.inbox.take(queue, opts);
+    if (msg) {
+      msg.ownedByTransaction = true;
+      this.taken.push(msg);
+    }
+    return msg;
+  }
+
+  /**
+   * Commits: every message sent becomes visible to shipping at once and every message taken is
+   * removed, or — on error or crash — nothing happens. Returns the ids of the messages sent.
+   * Throws `ELEASE_LOST` (and commits nothing) when a taken message's lease expired meanwhile.
+   */
+  async commit(): Promise<string[]> {
+    this.assertOpen();
+    const hasSends = this.messages.length > 0;
+    const hasTakes = this.taken.length > 0;
+    if (!hasSends && !hasTakes) {
+      this.state = 'committed';
+      return [];
+    }
+    // 1. The commit file, complete and durable, but still in tmp/: nothing is visible yet.
+    const fh = await this.file();
+    await this.flush(fh);
+    await writeAll(fh, encodeIndex({ v: 1, txid: this.txid, origin: this.ctx.host, committed: Date.now(), messages: this.messages }));
+    await fh.sync();
+    await fh.close();
+    this.fh = undefined;
+    crashPoint('txn.after-fsync');
+    // 2. Mark each taken message with this transaction id (and a fresh grace period), so recovery
+    //    can decide its fate by looking for our file in tmp/.
+    const marked: TakenMessage[] = [];
+    try {
+      for (const msg of this.taken) {
+        await msg.renameLease({ ...msg.lease, txid: this.txid }, Date.now() + COMMIT_GRACE_MS);
+        marked.push(msg);
+        crashPoint('txn.after-mark');
+      }
+    } catch (err) {
+      for (const msg of marked) {
+        const { txid: _txid, ...unmarked } = msg.lease;
+        await msg.renameLease(unmarked, msg.leaseExpires).catch(() => undefined);
+      }
+      await this.abort('lease lost while committing').catch(() => undefined);
+      throw err;
+    }
+    // 3. The commit point: the file leaves tmp/ (into new/ when it carries messages).
+    if (hasSends) {
+      await fsp.rename(this.tmpPath, join(this.ctx.layout.commitsNew, uniqueName(this.ctx.host)));
+      crashPoint('txn.after-rename');
+      await fsyncDir(this.ctx.layout.commitsNew);
+    } else {
+      await fsp.unlink(this.tmpPath);
+    }
+    await fsyncDir(this.ctx.layout.commitsTmp);
+    this.state = 'committed';
+    crashPoint('txn.after-commit');
+    // 4. Remove the taken messages. A crash here leaves marked leases that recovery removes.
+    for (const msg of this.taken) {
+      await unlinkIfExists(msg.path);
+      await unlinkIfExists(metaPath(msg.queueDir, msg.name));
+      msg.markSettled();
+    }
+    return this.messages.map((m) => m.id);
+  }
+
+  /** Discards the messages sent and returns the messages taken to their queues (one attempt counted). */
+  async abort(reason = 'transaction aborted'): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    if (this.fh) {
+      await this.fh.close().catch(() => undefined);
+      this.fh = undefined;
+    }
+    await unlinkIfExists(this.tmpPath);
+    for (const msg of this.taken) {
+      msg.ownedByTransaction = false;
+      await msg.abort(reason).catch(() => undefined);
+      this.inbox.invalidate(msg.queue);
+    }
+  }
+
+  private async file(): Promise<FileHandle> {
+    if (!this.fh) this.fh = await createExclusive(this.tmpPath);
+    return this.fh;
+  }
+
+  private async flush(fh: FileHandle): Promise<void> {
+    if (this.bufferedBytes === 0) return;
+    const data = this.buffered.length === 1 ? (this.buffered[0] as Buffer) : Buffer.concat(this.buffered);
+    this.buffered = [];
+    this.bufferedBytes = 0;
+    await writeAll(fh, data);
+  }
+
+  private assertOpen(): void {
+    if (this.state !== 'open') throw new FerryError('ETXN_CLOSED', `transaction ${this.txid} is already ${this.state}`);
+  }
+}

@@ -1,0 +1,129 @@
+// A spool: the directory tree of one host's queues. Opening it recovers whatever a crash left behind.
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { FerryError, errno } from '../errors.js';
+import { ensureDir, listDir, unlinkIfExists } from '../maildir/fsx.js';
+import { Inbox, type TakeOptions } from '../inbox/inbox.js';
+import { InboxDelivery } from '../inbox/delivery.js';
+import type { TakenMessage } from '../inbox/taken-message.js';
+import { Outbox } from '../outbox/outbox.js';
+import { Transaction, type PayloadInput, type SendOptions } from '../outbox/transaction.js';
+import { SpoolLayout } from './layout.js';
+import { validateHostName } from './names.js';
+import { resolveSpoolOptions, type ResolvedSpoolOptions, type SpoolContext, type SpoolOptions } from './options.js';
+
+/** What one recovery pass did. */
+export interface RecoveryReport {
+  /** Expired leases returned to their queues (or dead-lettered). */
+  leasesReturned: number;
+  /** Debris removed from tmp/ directories. */
+  tmpRemoved: number;
+}
+
+/**
+ * One host's spool. Producers `send` or open a `transaction`; consumers `take`. Any number of
+ * processes may open the same spool at once: every step is a rename or an exclusive create, and
+ * no lock is held across user code.
+ */
+export class Spool implements SpoolContext {
+  readonly layout: SpoolLayout;
+  readonly options: ResolvedSpoolOptions;
+  readonly outbox: Outbox;
+  readonly inbox: Inbox;
+
+  private constructor(readonly root: string, options: ResolvedSpoolOptions) {
+    this.layout = new SpoolLayout(root);
+    this.options = options;
+    this.outbox = new Outbox(this);
+    this.inbox = new Inbox(this);
+  }
+
+  /** This host's name. */
+  get host(): string { return this.options.host; }
+
+  /**
+   * Opens the spool at `root` (creating its layout when `create` is set), checks it is sound —
+   * real directories, one file system — and recovers what a crash left behind.
+   * Throws `ENOT_INIT` when the spool does not exist and `create` is not set.
+   */
+  static async open(root: string, opts: SpoolOptions): Promise<Spool> {
+    validateHostName(opts.host);
+    const spool = new Spool(root, resolveSpoolOptions(opts));
+    if (!spool.options.create) {
+      try {
+        await fsp.lstat(spool.layout.state);
+      } catch (err) {
+        if (errno(err) === 'ENOENT') {
+          throw new FerryError('ENOT_INIT', `no spool at ${root}; run \`ferry init\` or pass --root`, { path: root, cause: err });
+        }
+        throw err;
+      }
+    }
+    const devices = new Set<number>();
+    for (const dir of spool.layout.fixedDirs) {
+      await ensureDir(dir, true);
+      devices.add((await fsp.lstat(dir)).dev);
+    }
+    if (devices.size > 1) {
+      throw new FerryError('ESPOOL_XDEV', `the directories of spool ${root} span several file systems; renames between them would not be atomic`, { path: root });
+    }
+    await spool.recover();
+    return spool;
+  }
+
+  /** Starts a transaction (sends and takes committed together). */
+  transaction(): Transaction {
+    return new Transaction(this, this.inbox);
+  }
+
+  /** Commits one message to `queue`'s outbox and returns its id. No network I/O. */
+  async send(queue: string, payload: PayloadInput, opts: SendOptions = {}): Promise<string> {
+    const tx = this.transaction();
+    try {
+      const id = await tx.send(queue, payload, opts);
+      await tx.commit();
+      return id;
+    } catch (err) {
+      await tx.abort().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Takes the oldest message of an inbox queue (see {@link Inbox.take}). */
+  take(queue: string, opts: TakeOptions = {}): Promise<TakenMessage | null> {
+    return this.inbox.take(queue, opts);
+  }
+
+  /** Starts delivering messages into inbox queues (what the receiving daemon does). */
+  delivery(): InboxDelivery {
+    return new InboxDelivery(this, this.inbox);
+  }
+
+  /**
+   * Returns expired leases, finishes leases of committed transactions, and removes tmp/ debris
+   * older than `tmpMaxAgeMs`. Safe to run at any time, from any process.
+   */
+  async recover(now = Date.now()): Promise<RecoveryReport> {
+    const report: RecoveryReport = { leasesReturned: 0, tmpRemoved: 0 };
+    for (const queue of await this.inbox.queues()) {
+      report.leasesReturned += await this.inbox.reclaimExpired(queue, now);
+    }
+    const keep = await this.inbox.committingTxids();
+    const tmpDirs = [this.layout.commitsTmp];
+    for (const q of await this.outbox.queues()) tmpDirs.push(this.layout.outboxTmp(q));
+    for (const q of await this.inbox.queues()) tmpDirs.push(this.layout.inboxDir(q, 'tmp'));
+    for (const dir of tmpDirs) {
+      for (const name of await listDir(dir)) {
+        if (keep.has(name)) continue;
+        const path = join(dir, name);
+        try {
+          const st = await fsp.lstat(path);
+          if (now - st.mtimeMs > this.options.tmpMaxAgeMs && (await unlinkIfExists(path))) report.tmpRemoved += 1;
+        } catch (err) {
+          if (errno(err) !== 'ENOENT') throw err;
+        }
+      }
+    }
+    return report;
+  }
+}
