@@ -1,12 +1,34 @@
-// `ferry daemon`, `doctor`, `flush`: replication commands (the daemon arrives with the replication work).
-import type { Command } from 'commander';
-import { FerryError } from '../errors.js';
-import type { GlobalFlags } from './context.js';
+// `ferry daemon`: run in the foreground (systemd style) until SIGTERM/SIGINT; SIGHUP reloads config and keys.
+import { Daemon } from '../daemon/daemon.js';
+import { configFrom, type GlobalFlags } from './context.js';
 import type { CliIO } from './io.js';
 
-/** Registers the replication commands. */
-export function registerDaemonCommands(program: Command, _io: CliIO, run: (p: Promise<number>) => void, _globals: (cmd: Command) => GlobalFlags): void {
-  program.command('daemon')
-    .description('ship outboxes to peers and deliver the landing area into inboxes (foreground)')
-    .action(() => run(Promise.reject(new FerryError('EUSAGE', 'the daemon is not built yet'))));
+/** Runs the daemon until a stop signal; resolves to the exit code. */
+export async function daemonCommand(flags: GlobalFlags, _io: CliIO): Promise<number> {
+  const config = await configFrom(flags);
+  const daemon = new Daemon(config);
+  await daemon.start();
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      daemon.log.info({ signal }, 'stopping: finishing work in flight');
+      daemon.stop().then(() => resolve(0), () => resolve(1)).finally(() => {
+        process.off('SIGTERM', onTerm);
+        process.off('SIGINT', onInt);
+        process.off('SIGHUP', onHup);
+      });
+    };
+    const onTerm = () => stop('SIGTERM');
+    const onInt = () => stop('SIGINT');
+    const onHup = () => {
+      configFrom(flags)
+        .then((c) => daemon.reload(c))
+        .catch((err: unknown) => daemon.log.error({ err: String(err instanceof Error ? err.message : err) }, 'reload failed; keeping the running configuration'));
+    };
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+    process.on('SIGHUP', onHup);
+  });
 }

@@ -9,7 +9,12 @@ export interface CliIO {
 
 /** The process's own streams. */
 export function processIO(): CliIO {
-  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
+  // stdin is a getter: touching process.stdin opens a handle that can hold the process open, so only `send` does.
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    get stdin() { return process.stdin; },
+  };
 }
 
 /** Writes a line to stdout. */

@@ -1,5 +1,4 @@
 // `ferry keys generate|list`: make pair keys and show them — ids, peers, age, fingerprints, never secrets.
-import type { Command } from 'commander';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../errors.js';
@@ -8,13 +7,15 @@ import { validateHostName } from '../spool/names.js';
 import { configFrom, type GlobalFlags } from './context.js';
 import { out, type CliIO } from './io.js';
 
-interface GenerateFlags extends GlobalFlags {
+/** Flags of `ferry keys generate`. */
+export interface GenerateFlags extends GlobalFlags {
   peers?: string;
   out?: string;
   expires?: string;
 }
 
-interface ListFlags extends GlobalFlags {
+/** Flags of `ferry keys list`. */
+export interface ListFlags extends GlobalFlags {
   json?: boolean;
 }
 
@@ -61,20 +62,4 @@ export async function keysListCommand(flags: ListFlags, io: CliIO): Promise<numb
   }
   for (const e of errors) io.stderr.write(`ferry: ${e.message}\n`);
   return errors.length > 0 ? 1 : 0;
-}
-
-/** Registers `ferry keys …`. */
-export function registerKeyCommands(program: Command, io: CliIO, run: (p: Promise<number>) => void, globals: (cmd: Command) => GlobalFlags): void {
-  const keys = program.command('keys').description('pair keys: generate and list');
-  keys.command('generate')
-    .description('write a new 32-byte key for a pair of hosts (mode 0600)')
-    .requiredOption('--peers <a,b>', 'the two hosts the key binds')
-    .option('--out <file>', 'where to write it (default: <keys dir>/<id>.key)')
-    .option('--expires <days>', 'expire the key after this many days')
-    .addHelpText('after', '\nExample:\n  ferry keys generate --peers alpha,beta --out /etc/ferry/keys/alpha-beta.key')
-    .action((_opts, cmd: Command) => run(keysGenerateCommand(globals(cmd) as GenerateFlags, io)));
-  keys.command('list')
-    .description('ids, peers, age and fingerprints of the keys — never the secret')
-    .option('--json', 'one JSON document')
-    .action((_opts, cmd: Command) => run(keysListCommand(globals(cmd) as ListFlags, io)));
 }

@@ -2,13 +2,17 @@
 import { Command, CommanderError, Option } from 'commander';
 import { isFerryError } from '../errors.js';
 import type { GlobalFlags } from './context.js';
-import { initCommand } from './init.js';
 import { processIO, type CliIO } from './io.js';
-import { sendCommand } from './send.js';
-import { statusCommand } from './status.js';
-import { takeCommand } from './take.js';
-import { registerKeyCommands } from './keys.js';
-import { registerDaemonCommands } from './daemon.js';
+
+// Commands load their modules on use: `ferry send` must not pay for ssh2, chokidar or libsodium.
+const lazy = {
+  init: () => import('./init.js'),
+  send: () => import('./send.js'),
+  take: () => import('./take.js'),
+  status: () => import('./status.js'),
+  keys: () => import('./keys.js'),
+  daemon: () => import('./daemon.js'),
+};
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -29,7 +33,7 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
     .description('create the spool layout (mode 0700) and a starter config')
     .option('--host <name>', "this host's name (default: the config's, else the machine's)")
     .addHelpText('after', '\nExample:\n  ferry init --host alpha --root /var/spool/ferry')
-    .action((_opts, cmd: Command) => run(initCommand(globals(cmd), io)));
+    .action((_opts, cmd: Command) => run(lazy.init().then((m) => m.initCommand(globals(cmd), io))));
 
   program.command('send')
     .description('commit FILEs (or stdin) as messages to QUEUE; several FILEs are one transaction; prints the ids')
@@ -38,7 +42,7 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
     .option('--header <k=v>', 'header kept with each message (repeatable)', collect)
     .option('--to <peer>', 'ship to this peer instead of the route (repeatable)', collect)
     .addHelpText('after', '\nExamples:\n  ferry send orders order-1.json order-2.json --header kind=order\n  echo hello | ferry send greetings')
-    .action((queue: string, files: string[], _opts, cmd: Command) => run(sendCommand(queue, files, globals(cmd), io)));
+    .action((queue: string, files: string[], _opts, cmd: Command) => run(lazy.send().then((m) => m.sendCommand(queue, files, globals(cmd), io))));
 
   program.command('take')
     .description('take messages oldest first, transactionally: --exec CMD, --out DIR, or the payload to stdout')
@@ -49,15 +53,30 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
     .addOption(new Option('--exec <cmd>', 'run CMD per message (payload on stdin; FERRY_FILE, FERRY_ID, FERRY_ORIGIN, FERRY_QUEUE, FERRY_HEADERS in env); exit 0 commits, non-zero aborts').conflicts('out'))
     .option('--out <dir>', 'write each payload into DIR, then commit; prints the paths')
     .addHelpText('after', '\nExamples:\n  ferry take orders --exec ./handle.sh --max 0\n  ferry take orders --wait 30 > order.json')
-    .action((queue: string, _opts, cmd: Command) => run(takeCommand(queue, globals(cmd), io)));
+    .action((queue: string, _opts, cmd: Command) => run(lazy.take().then((m) => m.takeCommand(queue, globals(cmd), io))));
 
   program.command('status')
     .description('queue depths: outbox, inbox, in flight, dead letters')
     .option('--json', 'one JSON document')
-    .action((_opts, cmd: Command) => run(statusCommand(globals(cmd), io)));
+    .action((_opts, cmd: Command) => run(lazy.status().then((m) => m.statusCommand(globals(cmd), io))));
 
-  registerKeyCommands(program, io, run, globals);
-  registerDaemonCommands(program, io, run, globals);
+  const keys = program.command('keys').description('pair keys: generate and list');
+  keys.command('generate')
+    .description('write a new 32-byte key for a pair of hosts (mode 0600)')
+    .requiredOption('--peers <a,b>', 'the two hosts the key binds')
+    .option('--out <file>', 'where to write it (default: <keys dir>/<id>.key)')
+    .option('--expires <days>', 'expire the key after this many days')
+    .addHelpText('after', '\nExample:\n  ferry keys generate --peers alpha,beta --out /etc/ferry/keys/alpha-beta.key')
+    .action((_opts, cmd: Command) => run(lazy.keys().then((m) => m.keysGenerateCommand(globals(cmd), io))));
+  keys.command('list')
+    .description('ids, peers, age and fingerprints of the keys — never the secret')
+    .option('--json', 'one JSON document')
+    .action((_opts, cmd: Command) => run(lazy.keys().then((m) => m.keysListCommand(globals(cmd), io))));
+
+  program.command('daemon')
+    .description('ship outboxes to peers and deliver the landing area into inboxes (foreground; logs JSON lines)')
+    .addHelpText('after', '\nSignals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the config and keys.\nExample:\n  ferry daemon --config /etc/ferry/ferry.toml')
+    .action((_opts, cmd: Command) => run(lazy.daemon().then((m) => m.daemonCommand(globals(cmd), io))));
   return program;
 }
 

@@ -32,8 +32,6 @@ const peerSchema = z.strictObject({
 const queueSchema = z.strictObject({
   /** Compress payloads of this queue before sealing. */
   compression: z.enum(['none', 'gzip', 'br']).default('none'),
-  /** Seconds a message may wait to be shipped before it goes to dead letters. */
-  lifetime: z.number().int().positive().default(7 * 24 * 3600),
   /** Seconds a file in drop/<queue>/ must stay unchanged before it is ingested. */
   settle: z.number().positive().default(5),
 });
@@ -47,6 +45,8 @@ const configSchema = z.strictObject({
   keys: z.string().startsWith('/', 'an absolute path').optional(),
   /** Lease of a take, seconds. */
   lease: z.number().positive().default(300),
+  /** Seconds a committed message may wait to be shipped before it goes to dead letters. */
+  lifetime: z.number().positive().default(7 * 24 * 3600),
   /** Failed attempts before a taken message is dead-lettered. */
   max_attempts: z.number().int().min(1).default(5),
   /** Log level of the daemon. */
@@ -81,6 +81,8 @@ export interface FerryConfig {
   root: string;
   keys: string;
   leaseMs: number;
+  /** How long a message may wait to be shipped, ms. */
+  lifetimeMs: number;
   maxAttempts: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   metrics: string | undefined;
@@ -147,6 +149,7 @@ export function validateConfig(raw: unknown, path: string | undefined, overrides
     root: overrides.root ?? c.root ?? DEFAULT_ROOT,
     keys: overrides.keys ?? c.keys ?? DEFAULT_KEYS,
     leaseMs: Math.round(c.lease * 1000),
+    lifetimeMs: Math.round(c.lifetime * 1000),
     maxAttempts: c.max_attempts,
     logLevel: c.log_level,
     metrics: c.metrics,

@@ -1,0 +1,334 @@
+// Moving committed messages from the outbox into per-peer channels as sealed bundles, exactly once.
+//
+// One accept pass: pick the oldest outbox entries (a batch), seal them into bundles for every
+// destination with fresh sequence numbers, write the bundles into each channel's tmp/ (fsynced),
+// then commit by writing the accept journal. Applying the journal renames the bundles into out/,
+// advances each channel's sequence, and removes the sources. A crash before the journal leaves the
+// sources in the outbox (the tmp bundles are discarded, their sequence numbers never used); a crash
+// after it is finished by replaying the journal. So every message enters each channel exactly once.
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { FerryError, errno, isFerryError } from '../errors.js';
+import { writeSealedBundle, type OutgoingMessage, type SealKey } from '../envelope/index.js';
+import { createExclusive, ensureDir, fsyncDir, listDir, openRegularForRead, parentOf, renameIfExists, replaceFileDurable, unlinkIfExists, writeAll } from '../maildir/fsx.js';
+import { uniqueName } from '../maildir/unique.js';
+import { openCommitFile } from '../outbox/commit-file.js';
+import type { OutboxEntry } from '../outbox/outbox.js';
+import { crashPoint } from '../spool/crash-point.js';
+import type { Spool } from '../spool/spool.js';
+import { formatBundleName } from './bundle-name.js';
+import { ChannelDir, type ChannelState } from './channel-state.js';
+
+/** Decides where messages go and how they travel. */
+export interface AcceptPolicy {
+  /** Destinations (peers, or this host) of a message to `queue`; `to` is the sender's override. Empty: no route. */
+  destinations(queue: string, to: readonly string[] | undefined): string[];
+  /** Compression for a queue's payloads. */
+  compression(queue: string): 'none' | 'gzip' | 'br';
+  /** The key to seal bundles for `peer` with (throws EKEY_NONE when there is none). */
+  sealingKey(peer: string): SealKey;
+  /** How long a message may wait in the outbox without a route, ms. */
+  lifetimeMs: number;
+}
+
+/** Batch and bundle sizes. Every field has a default. */
+export interface AcceptLimits {
+  /** Most messages taken from the outbox in one pass. Default 10 000. */
+  batchMessages?: number;
+  /** Most payload bytes taken in one pass (one larger entry is still taken alone). Default 256 MiB. */
+  batchBytes?: number;
+  /** Most messages in one bundle. Default 2 000. */
+  bundleMessages?: number;
+  /** Most payload bytes in one bundle (one larger message travels alone). Default 4 MiB. */
+  bundleBytes?: number;
+}
+
+/** What one pass did. */
+export interface AcceptResult {
+  /** Messages moved into channels (counted once per message, not per destination). */
+  messages: number;
+  /** Bundles written, per peer. */
+  bundles: Map<string, number>;
+  /** Entries left in the outbox because no route or key covers them yet. */
+  held: number;
+}
+
+/** A logger with pino's shape. */
+export interface Log {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+const journalSchema = z.strictObject({
+  sources: z.array(z.string()),
+  bundles: z.array(z.strictObject({ peer: z.string(), name: z.string() })),
+  next: z.record(z.string(), z.number().int().min(1)),
+});
+type Journal = z.infer<typeof journalSchema>;
+
+interface PendingMessage {
+  queue: string;
+  id: string;
+  headers: Record<string, string>;
+  committed: number;
+  size: number;
+  read: () => AsyncIterable<Uint8Array>;
+}
+
+const READ_CHUNK = 1024 * 1024;
+
+async function* readRange(fh: FileHandle, start: number, size: number): AsyncIterable<Uint8Array> {
+  let pos = start;
+  const end = start + size;
+  while (pos < end) {
+    const len = Math.min(READ_CHUNK, end - pos);
+    const buf = Buffer.allocUnsafe(len);
+    const { bytesRead } = await fh.read(buf, 0, len, pos);
+    if (bytesRead === 0) throw new FerryError('ESPOOL', 'an outbox file shrank while it was being shipped');
+    pos += bytesRead;
+    yield bytesRead === len ? buf : buf.subarray(0, bytesRead);
+  }
+}
+
+/** Moves outbox entries into channels. One per daemon (the daemon's lock makes it the only writer). */
+export class Acceptor {
+  private readonly states = new Map<string, ChannelState>();
+  private readonly limits: Required<AcceptLimits>;
+  private readonly warned = new Set<string>();
+
+  constructor(private readonly spool: Spool, private readonly policy: AcceptPolicy, private readonly log: Log, limits: AcceptLimits = {}) {
+    this.limits = {
+      batchMessages: limits.batchMessages ?? 10_000,
+      batchBytes: limits.batchBytes ?? 256 * 1024 * 1024,
+      bundleMessages: limits.bundleMessages ?? 2_000,
+      bundleBytes: limits.bundleBytes ?? 4 * 1024 * 1024,
+    };
+  }
+
+  private get journalPath(): string { return join(this.spool.layout.state, 'accept.journal'); }
+
+  /** The channel directory of `peer`. */
+  channel(peer: string): ChannelDir {
+    return new ChannelDir(this.spool.layout.channel(peer), peer);
+  }
+
+  /** Finishes a committed pass left by a crash, and discards bundles of a pass that never committed. */
+  async recover(): Promise<void> {
+    let journal: Journal | undefined;
+    try {
+      journal = journalSchema.parse(JSON.parse(await fsp.readFile(this.journalPath, 'utf8')));
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+    }
+    if (journal) {
+      this.log.info({ bundles: journal.bundles.length, sources: journal.sources.length }, 'finishing an accept pass interrupted by a crash');
+      await this.apply(journal);
+    }
+    for (const peer of await listDir(this.spool.layout.channels)) {
+      const tmp = this.channel(peer).tmp;
+      for (const name of await listDir(tmp)) await unlinkIfExists(join(tmp, name));
+    }
+  }
+
+  private async state(peer: string): Promise<ChannelState> {
+    let s = this.states.get(peer);
+    if (!s) {
+      s = await this.channel(peer).ensure();
+      this.states.set(peer, s);
+    }
+    return s;
+  }
+
+  /** One pass: moves a batch of the oldest outbox entries into channels. */
+  async acceptOnce(): Promise<AcceptResult> {
+    const result: AcceptResult = { messages: 0, bundles: new Map(), held: 0 };
+    const handles: FileHandle[] = [];
+    try {
+      const entries = await this.spool.outbox.entries();
+      const sources: string[] = [];
+      const perDest = new Map<string, PendingMessage[]>();
+      let count = 0;
+      let bytes = 0;
+      for (const entry of entries) {
+        if (sources.length > 0 && (count >= this.limits.batchMessages || bytes >= this.limits.batchBytes)) break;
+        const loaded = await this.load(entry, handles);
+        if (loaded === 'held') { result.held += 1; continue; }
+        if (loaded === 'gone') continue;
+        sources.push(entry.path);
+        for (const { msg, dests } of loaded) {
+          count += 1;
+          bytes += msg.size;
+          for (const d of dests) {
+            const list = perDest.get(d) ?? [];
+            list.push(msg);
+            perDest.set(d, list);
+          }
+        }
+      }
+      if (sources.length === 0) return result;
+
+      const journal: Journal = { sources, bundles: [], next: {} };
+      for (const [peer, msgs] of perDest) {
+        const key = this.policy.sealingKey(peer);
+        const state = await this.state(peer);
+        let seq = state.nextSeq;
+        for (const group of this.split(msgs)) {
+          const name = formatBundleName({ firstSeq: seq, count: group.length, epoch: state.epoch, origin: this.spool.host });
+          await this.writeBundle(peer, name, key, state.epoch, seq, group);
+          journal.bundles.push({ peer, name });
+          result.bundles.set(peer, (result.bundles.get(peer) ?? 0) + 1);
+          seq += group.length;
+        }
+        journal.next[peer] = seq;
+      }
+      crashPoint('accept.before-journal');
+      await replaceFileDurable(this.journalPath, JSON.stringify(journal));
+      crashPoint('accept.after-journal');
+      await this.apply(journal);
+      result.messages = count;
+      return result;
+    } finally {
+      await Promise.all(handles.map((h) => h.close().catch(() => undefined)));
+    }
+  }
+
+  /** Reads an entry's messages and their destinations; 'held' when one has no route (or no key) yet. */
+  private async load(entry: OutboxEntry, handles: FileHandle[]): Promise<Array<{ msg: PendingMessage; dests: string[] }> | 'held' | 'gone'> {
+    try {
+      if (entry.kind === 'commit') {
+        const file = await openCommitFile(entry.path);
+        handles.push(file.handle);
+        const out: Array<{ msg: PendingMessage; dests: string[] }> = [];
+        for (const [i, m] of file.index.messages.entries()) {
+          const dests = this.policy.destinations(m.queue, m.to);
+          if (dests.length === 0 || !this.hasKeys(dests)) return this.hold(entry, m.queue, file.index.committed, dests.length === 0 ? 'no route' : 'no key');
+          const offset = file.offsets[i] as number;
+          out.push({ msg: { queue: m.queue, id: m.id, headers: m.headers, committed: file.index.committed, size: m.size, read: () => readRange(file.handle, offset, m.size) }, dests });
+        }
+        return out;
+      }
+      const st = await fsp.lstat(entry.path);
+      if (!st.isFile()) return this.deadLetter(entry, `not a regular file (mode ${st.mode.toString(8)})`);
+      if (st.nlink > 1) {
+        // A maildir producer links tmp/X to new/X and then unlinks tmp/X; a file that keeps a second
+        // link may be a hard link to a file the producer could not read: never ship it.
+        if (Date.now() - st.ctimeMs > 60_000) return this.deadLetter(entry, `has ${st.nlink} hard links; refusing to ship a file linked from elsewhere`);
+        return 'held';
+      }
+      const dests = this.policy.destinations(entry.queue, undefined);
+      if (dests.length === 0 || !this.hasKeys(dests)) return this.hold(entry, entry.queue, st.ctimeMs, dests.length === 0 ? 'no route' : 'no key');
+      const fh = await openRegularForRead(entry.path);
+      handles.push(fh);
+      const size = (await fh.stat()).size;
+      const msg: PendingMessage = { queue: entry.queue, id: uniqueName(this.spool.host), headers: {}, committed: Math.floor(st.ctimeMs), size, read: () => readRange(fh, 0, size) };
+      return [{ msg, dests }];
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return 'gone';
+      if (isFerryError(err, 'ESPOOL') || isFerryError(err, 'ESPOOL_SYMLINK') || isFerryError(err, 'ESPOOL_NOT_FILE')) {
+        return this.deadLetter(entry, err.message);
+      }
+      throw err;
+    }
+  }
+
+  private hasKeys(dests: string[]): boolean {
+    for (const d of dests) {
+      try {
+        this.policy.sealingKey(d);
+      } catch (err) {
+        if (isFerryError(err)) return false;
+        throw err;
+      }
+    }
+    return true;
+  }
+
+  private async hold(entry: OutboxEntry, queue: string, committed: number, why: 'no route' | 'no key'): Promise<'held' | 'gone'> {
+    const age = Date.now() - committed;
+    if (age > this.policy.lifetimeMs) {
+      return this.deadLetter(entry, why === 'no route' ? `no route for queue ${queue} within the message lifetime` : `no key for a destination of queue ${queue} within the message lifetime`);
+    }
+    const warnKey = `${why}:${queue}`;
+    if (!this.warned.has(warnKey)) {
+      this.warned.add(warnKey);
+      this.log.warn({ queue, reason: why }, why === 'no route' ? `queue ${queue} has no route; its messages wait in the outbox` : `no key to seal messages of queue ${queue}; they wait in the outbox`);
+    }
+    return 'held';
+  }
+
+  /** Moves an outbox entry to state/dead/outbox/ with a reason file; never silently dropped. */
+  private async deadLetter(entry: OutboxEntry, reason: string): Promise<'gone'> {
+    const dir = join(this.spool.layout.deadOut, 'outbox');
+    await ensureDir(dir);
+    const name = entry.kind === 'raw' ? `${entry.queue}.${entry.name}` : entry.name;
+    await replaceFileDurable(join(dir, `${name}.reason.json`), JSON.stringify({ reason, at: Date.now(), source: entry.path }));
+    await renameIfExists(entry.path, join(dir, name));
+    await fsyncDir(dir);
+    this.log.error({ path: entry.path, reason }, 'outbox entry moved to dead letters');
+    return 'gone';
+  }
+
+  private *split(msgs: PendingMessage[]): Iterable<PendingMessage[]> {
+    let group: PendingMessage[] = [];
+    let bytes = 0;
+    for (const m of msgs) {
+      if (group.length > 0 && (group.length >= this.limits.bundleMessages || bytes + m.size > this.limits.bundleBytes)) {
+        yield group;
+        group = [];
+        bytes = 0;
+      }
+      group.push(m);
+      bytes += m.size;
+    }
+    if (group.length > 0) yield group;
+  }
+
+  private async writeBundle(peer: string, name: string, key: SealKey, epoch: string, firstSeq: number, group: PendingMessage[]): Promise<void> {
+    const path = join(this.channel(peer).tmp, name);
+    const fh = await createExclusive(path);
+    try {
+      const messages: OutgoingMessage[] = group.map((m, i) => ({
+        meta: { seq: firstSeq + i, queue: m.queue, id: m.id, headers: m.headers, committed: m.committed, size: m.size },
+        compression: this.policy.compression(m.queue),
+        payload: m.read,
+      }));
+      await writeSealedBundle({ write: (chunk) => writeAll(fh, chunk) }, key, {
+        origin: this.spool.host, destination: peer, channel: epoch, firstSeq, count: group.length, created: Date.now(),
+      }, messages);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Applies a committed journal (idempotent): publish bundles, advance sequences, remove sources. */
+  private async apply(journal: Journal): Promise<void> {
+    const peers = new Set(journal.bundles.map((b) => b.peer));
+    for (const b of journal.bundles) {
+      const ch = this.channel(b.peer);
+      await renameIfExists(join(ch.tmp, b.name), join(ch.out, b.name));
+    }
+    for (const peer of peers) await fsyncDir(this.channel(peer).out);
+    for (const [peer, next] of Object.entries(journal.next)) {
+      const current = await this.state(peer);
+      if (current.nextSeq < next) {
+        const updated = { ...current, nextSeq: next };
+        await this.channel(peer).write(updated);
+        this.states.set(peer, updated);
+      }
+    }
+    crashPoint('accept.before-unlink');
+    const dirs = new Set<string>();
+    for (const src of journal.sources) {
+      await unlinkIfExists(src);
+      dirs.add(parentOf(src));
+    }
+    for (const dir of dirs) await fsyncDir(dir).catch(() => undefined);
+    await unlinkIfExists(this.journalPath);
+    await fsyncDir(this.spool.layout.state);
+  }
+}

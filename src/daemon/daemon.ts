@@ -1,0 +1,283 @@
+// The daemon: accepts outbox messages into channels, ships channels to peers, delivers the landing area.
+import type { Server } from 'node:net';
+import { watch, type FSWatcher } from 'chokidar';
+import { pino, type Logger } from 'pino';
+import { queueConfig, routeFor, type FerryConfig } from '../config/config.js';
+import { FerryError } from '../errors.js';
+import { sodiumReady, type SealKey } from '../envelope/index.js';
+import { KeyStore } from '../keys/index.js';
+import { loadSelfKey, type SelfKey } from '../keys/self-key.js';
+import { replaceFileDurable } from '../maildir/fsx.js';
+import { Acceptor } from '../channel/acceptor.js';
+import { Shipper, type PeerStatus } from '../channel/shipper.js';
+import { Receiver, quarantineCount, type ReceiverCounters } from '../receive/receiver.js';
+import { Spool } from '../spool/spool.js';
+import { LocalTransport, SftpTransport } from '../transport/index.js';
+import type { Transport } from '../transport/transport.js';
+import { acquireLock } from './lock.js';
+import { join } from 'node:path';
+
+/** Daemon settings beyond the config file. Every field has a default. */
+export interface DaemonOptions {
+  /** Where logs go. Default: JSON lines on stdout at the config's level. */
+  logger?: Logger;
+  /** Full rescan interval of the outbox and landing area (events are only hints), ms. Default 2 000. */
+  rescanMs?: number;
+  /** Lease and tmp recovery interval, ms. Default 30 000. */
+  recoverMs?: number;
+  /** How long a bundle ahead of a missing one waits for it, ms. Default 5 000. */
+  holdMs?: number;
+  /** Make a transport for a peer (tests swap in their own). Default: SFTP per the config, local for this host. */
+  transportFor?: (peer: string) => Transport;
+}
+
+/** What `ferry status` reads from a running daemon. */
+export interface DaemonStatus {
+  pid: number;
+  host: string;
+  started: number;
+  updated: number;
+  peers: PeerStatus[];
+  receiver: ReceiverCounters;
+  quarantine: number;
+  lastAcceptError: { at: number; message: string } | null;
+}
+
+/** A running daemon for one spool. */
+export class Daemon {
+  readonly log: Logger;
+  private spool!: Spool;
+  private keys!: KeyStore;
+  private selfKey!: SelfKey;
+  private acceptor!: Acceptor;
+  private receiver!: Receiver;
+  private readonly shippers = new Map<string, Shipper>();
+  private lock: Server | undefined;
+  private watcher: FSWatcher | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private stopping = false;
+  private acceptWake: (() => void) | undefined;
+  private receiveWake: (() => void) | undefined;
+  private acceptDirty = true;
+  private receiveDirty = true;
+  private loops: Promise<void>[] = [];
+  private readonly started = Date.now();
+  private lastAcceptError: { at: number; message: string } | null = null;
+
+  constructor(private config: FerryConfig, private readonly opts: DaemonOptions = {}) {
+    this.log = opts.logger ?? pino({ level: config.logLevel, base: { host: config.host } });
+  }
+
+  /** Takes the spool lock, recovers, and starts every loop. Throws ELOCKED when another daemon runs. */
+  async start(): Promise<void> {
+    await sodiumReady();
+    this.spool = await Spool.open(this.config.root, { host: this.config.host, leaseMs: this.config.leaseMs, maxAttempts: this.config.maxAttempts });
+    this.lock = await acquireLock(this.config.root, async (line) => (line.trim() === 'status' ? this.status() : { error: 'unknown request' }));
+    try {
+      this.selfKey = await loadSelfKey(this.spool.layout.state, this.config.host);
+      this.keys = new KeyStore(this.config.keys, {
+        onReload: (ring, errors) => {
+          for (const e of errors) this.log.error({ code: e.code, path: e.path }, e.message);
+          this.log.info({ keys: ring.size }, 'keys loaded');
+          this.acceptDirty = true;
+          this.acceptWake?.();
+        },
+        onError: (err) => this.log.error({ err: String(err) }, 'key directory watch failed'),
+      });
+      await this.keys.start();
+      this.acceptor = new Acceptor(this.spool, {
+        destinations: (queue, to) => (to && to.length > 0 ? [...to] : routeFor(this.config, queue)),
+        compression: (queue) => queueConfig(this.config, queue).compression,
+        sealingKey: (peer) => this.sealingKey(peer),
+        lifetimeMs: this.config.lifetimeMs,
+      }, this.log);
+      await this.acceptor.recover();
+      this.receiver = new Receiver(this.spool, (id) => (id === this.selfKey.id ? this.selfKey : this.keys.ring.openingKey(id)), this.log, { holdMs: this.opts.holdMs });
+      await this.receiver.recover();
+      await this.startShippers();
+      this.startWatching();
+      this.loops.push(this.acceptLoop(), this.receiveLoop());
+      const rescan = this.opts.rescanMs ?? 2_000;
+      this.timers.push(setInterval(() => { this.acceptDirty = true; this.receiveDirty = true; this.acceptWake?.(); this.receiveWake?.(); }, rescan));
+      this.timers.push(setInterval(() => { this.spool.recover().catch((err: unknown) => this.log.error({ err: String(err) }, 'recovery pass failed')); }, this.opts.recoverMs ?? 30_000));
+      this.timers.push(setInterval(() => { this.writeStatus().catch(() => undefined); }, 1_000));
+      this.log.info({ root: this.config.root, peers: [...this.shippers.keys()], pid: process.pid }, 'ferry daemon started');
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private sealingKey(peer: string): SealKey {
+    if (peer === this.config.host) return this.selfKey;
+    return this.keys.ring.sealingKey(this.config.host, peer);
+  }
+
+  private transportFor(peer: string): Transport {
+    if (this.opts.transportFor) return this.opts.transportFor(peer);
+    if (peer === this.config.host) return new LocalTransport({ peer, root: this.config.root });
+    const p = this.config.peers.get(peer);
+    if (!p) throw new FerryError('ECONFIG', `peer ${peer} is not configured`, { peer });
+    return new SftpTransport({
+      peer, host: p.host, port: p.port, username: p.user, identity: p.identity, knownHosts: p.knownHosts, remoteRoot: p.remoteRoot,
+      logger: this.log.child({ peer }) as never,
+    });
+  }
+
+  /** Destinations that need a shipper: every configured peer, and this host when a route names it. */
+  private destinations(): string[] {
+    const dests = new Set<string>(this.config.peers.keys());
+    for (const list of this.config.routes.values()) for (const d of list) dests.add(d);
+    return [...dests];
+  }
+
+  private async startShippers(): Promise<void> {
+    const wanted = new Set(this.destinations());
+    for (const [peer, shipper] of this.shippers) {
+      if (!wanted.has(peer)) {
+        await shipper.stop();
+        this.shippers.delete(peer);
+      }
+    }
+    for (const peer of wanted) {
+      if (this.shippers.has(peer)) continue;
+      const channel = this.acceptor.channel(peer);
+      await channel.ensure();
+      const shipper = new Shipper(channel, this.transportFor(peer), this.log, {
+        pipeline: this.config.peers.get(peer)?.pipeline ?? 4,
+        lifetimeMs: this.config.lifetimeMs,
+        deadDir: this.spool.layout.deadOut,
+      });
+      this.shippers.set(peer, shipper);
+      shipper.start();
+    }
+  }
+
+  private startWatching(): void {
+    const l = this.spool.layout;
+    // Events are only hints to look now; the periodic rescan catches anything they miss.
+    this.watcher = watch([l.commitsNew, l.outbox, l.landingNew], {
+      ignoreInitial: true,
+      atomic: false,
+      depth: 2,
+      // Only the outbox's own tmp/ (producers writing) is noise; compare below the root, which may itself sit under /tmp.
+      ignored: (path: string) => path.startsWith(l.outbox) && /\/tmp(\/|$)/.test(path.slice(l.outbox.length)),
+    });
+    const onEvent = (path: string) => {
+      if (path.startsWith(l.landingNew)) {
+        this.receiveDirty = true;
+        this.receiveWake?.();
+      } else {
+        this.acceptDirty = true;
+        this.acceptWake?.();
+      }
+    };
+    this.watcher.on('add', onEvent);
+    this.watcher.on('addDir', onEvent);
+    this.watcher.on('error', (err) => this.log.warn({ err: String(err) }, 'file watch error; relying on rescans'));
+  }
+
+  private waitFor(kind: 'accept' | 'receive', ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => { clearTimeout(t); resolve(); };
+      const t = setTimeout(done, ms);
+      if (kind === 'accept') this.acceptWake = done;
+      else this.receiveWake = done;
+    });
+  }
+
+  private async acceptLoop(): Promise<void> {
+    let delay = 0;
+    while (!this.stopping) {
+      if (!this.acceptDirty) {
+        await this.waitFor('accept', delay || 60_000);
+        delay = 0;
+        continue;
+      }
+      this.acceptDirty = false;
+      try {
+        for (;;) {
+          const r = await this.acceptOnce();
+          if (r === 0 || this.stopping) break;
+        }
+      } catch (err) {
+        this.lastAcceptError = { at: Date.now(), message: String(err instanceof Error ? err.message : err) };
+        this.log.error({ err: this.lastAcceptError.message }, 'accepting outbox messages failed; retrying');
+        this.acceptDirty = true;
+        delay = 1_000;
+        await this.waitFor('accept', delay);
+      }
+    }
+  }
+
+  private async acceptOnce(): Promise<number> {
+    const r = await this.acceptor.acceptOnce();
+    for (const peer of r.bundles.keys()) this.shippers.get(peer)?.wake();
+    if (r.messages > 0) this.log.debug({ messages: r.messages, bundles: Object.fromEntries(r.bundles) }, 'accepted');
+    return r.messages;
+  }
+
+  private async receiveLoop(): Promise<void> {
+    while (!this.stopping) {
+      if (!this.receiveDirty) {
+        await this.waitFor('receive', 60_000);
+        continue;
+      }
+      this.receiveDirty = false;
+      try {
+        await this.receiver.processOnce();
+      } catch (err) {
+        this.log.error({ err: String(err instanceof Error ? err.message : err) }, 'delivering into the inbox failed; the bundle stays in the landing area for a retry');
+        this.receiveDirty = true;
+        await this.waitFor('receive', 1_000);
+      }
+    }
+  }
+
+  /** Reloads the config file (routes, peers, queues) and the keys, as on SIGHUP. */
+  async reload(config: FerryConfig): Promise<void> {
+    if (config.root !== this.config.root || config.host !== this.config.host) {
+      this.log.error({}, 'reload ignored: host and root cannot change while running; restart the daemon');
+      return;
+    }
+    this.config = config;
+    await this.keys.reload();
+    await this.startShippers();
+    this.acceptDirty = true;
+    this.acceptWake?.();
+    this.log.info({ peers: [...this.shippers.keys()] }, 'configuration reloaded');
+  }
+
+  /** Current status. */
+  async status(): Promise<DaemonStatus> {
+    const peers: PeerStatus[] = [];
+    for (const s of this.shippers.values()) {
+      await s.backlog().catch(() => undefined);
+      peers.push({ ...s.status });
+    }
+    return {
+      pid: process.pid, host: this.config.host, started: this.started, updated: Date.now(), peers,
+      receiver: { ...this.receiver.counters }, quarantine: await quarantineCount(this.spool), lastAcceptError: this.lastAcceptError,
+    };
+  }
+
+  private async writeStatus(): Promise<void> {
+    await replaceFileDurable(join(this.spool.layout.state, 'status.json'), JSON.stringify(await this.status()));
+  }
+
+  /** Stops: no new work, uploads and deliveries in flight finish, then the lock is released. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    this.acceptWake?.();
+    this.receiveWake?.();
+    await Promise.allSettled(this.loops);
+    await Promise.allSettled([...this.shippers.values()].map((s) => s.stop()));
+    await this.watcher?.close();
+    await this.keys?.stop();
+    if (this.spool && this.receiver) await this.writeStatus().catch(() => undefined);
+    await new Promise<void>((resolve) => (this.lock ? this.lock.close(() => resolve()) : resolve()));
+    this.log.info({}, 'ferry daemon stopped');
+  }
+}

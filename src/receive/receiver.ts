@@ -1,0 +1,218 @@
+// Delivering the landing area into inboxes: verify, dedupe, deliver atomically exactly once, or quarantine.
+//
+// Per bundle: open and verify it while writing the new messages into inbox tmp/ files; only once
+// the whole bundle verified are they fsynced and a journal naming them is written (the commit
+// point); then they are renamed into new/, the dedupe state advances, the landing file goes, the
+// journal goes. After a crash, a journal is replayed (renames are idempotent: a tmp file that is
+// gone was published); without a journal the landing file is simply processed again.
+import { createReadStream, constants, openSync, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { FerryError, errno, isFerryError } from '../errors.js';
+import { readSealedBundle, type KeyLookup, type PayloadSink } from '../envelope/index.js';
+import { completePublish, type DeliveryItem } from '../inbox/delivery.js';
+import { ensureDir, fsyncDir, listDir, renameIfExists, replaceFileDurable, unlinkIfExists } from '../maildir/fsx.js';
+import { parseBundleName } from '../channel/bundle-name.js';
+import type { Log } from '../channel/acceptor.js';
+import { crashPoint } from '../spool/crash-point.js';
+import type { Spool } from '../spool/spool.js';
+import { DedupeStore } from './dedupe.js';
+
+/** Receiver settings. */
+export interface ReceiverOptions {
+  /** How long a bundle that arrived ahead of a missing earlier one waits for it before being delivered anyway, ms. Default 5 000. */
+  holdMs?: number;
+}
+
+/** What happened to one landing file. */
+export type ReceiveOutcome = 'delivered' | 'quarantined' | 'held' | 'gone';
+
+const journalSchema = z.strictObject({
+  landing: z.string(),
+  origin: z.string(),
+  epoch: z.string(),
+  seqs: z.array(z.number().int()),
+  items: z.array(z.strictObject({
+    queue: z.string(),
+    name: z.string(),
+    meta: z.record(z.string(), z.unknown()),
+  })),
+});
+
+const discard: PayloadSink = { write: async () => undefined, end: async () => undefined };
+
+/** Counters the receiver keeps (for status and metrics). */
+export interface ReceiverCounters {
+  bundles: number;
+  delivered: number;
+  duplicates: number;
+  quarantined: number;
+  lastError?: { at: number; message: string };
+  lastDelivery?: number;
+}
+
+/** Turns landing/new/ into inbox messages. One per daemon. */
+export class Receiver {
+  readonly dedupe: DedupeStore;
+  readonly counters: ReceiverCounters = { bundles: 0, delivered: 0, duplicates: 0, quarantined: 0 };
+  private readonly holdMs: number;
+
+  constructor(private readonly spool: Spool, private readonly keys: KeyLookup, private readonly log: Log, opts: ReceiverOptions = {}) {
+    this.dedupe = new DedupeStore(spool.layout.receive);
+    this.holdMs = opts.holdMs ?? 5_000;
+  }
+
+  private get journalDir(): string { return join(this.spool.layout.receive, 'journal'); }
+
+  /** Loads the dedupe state and finishes deliveries a crash interrupted. */
+  async recover(): Promise<void> {
+    await ensureDir(this.journalDir);
+    await this.dedupe.load();
+    for (const name of await listDir(this.journalDir)) {
+      if (!name.endsWith('.json')) continue;
+      const journal = journalSchema.parse(JSON.parse(await fsp.readFile(join(this.journalDir, name), 'utf8')));
+      this.log.info({ landing: journal.landing, messages: journal.items.length }, 'finishing a delivery interrupted by a crash');
+      await this.finish(journal as unknown as Journal, name);
+    }
+  }
+
+  /** Processes every landing file once, oldest channel position first. Returns how many were delivered. */
+  async processOnce(): Promise<number> {
+    const names = (await listDir(this.spool.layout.landingNew)).filter((n) => !n.startsWith('.'));
+    const keyed = names.map((name) => ({ name, parts: parseBundleName(name) }));
+    keyed.sort((a, b) => {
+      if (!a.parts || !b.parts) return a.parts ? -1 : b.parts ? 1 : a.name < b.name ? -1 : 1;
+      if (a.parts.origin !== b.parts.origin) return a.parts.origin < b.parts.origin ? -1 : 1;
+      if (a.parts.epoch !== b.parts.epoch) return a.parts.epoch < b.parts.epoch ? -1 : 1;
+      return a.parts.firstSeq - b.parts.firstSeq;
+    });
+    let delivered = 0;
+    for (const { name } of keyed) {
+      if ((await this.processBundle(name)) === 'delivered') delivered += 1;
+    }
+    return delivered;
+  }
+
+  /** Processes one landing file. Throws only for local trouble (disk full…): the file stays for a retry. */
+  async processBundle(name: string): Promise<ReceiveOutcome> {
+    const path = join(this.spool.layout.landingNew, name);
+    let st;
+    try {
+      st = await fsp.lstat(path);
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return 'gone';
+      throw err;
+    }
+    if (!st.isFile()) {
+      await this.quarantine(name, new FerryError('EENVELOPE_FORMAT', `landing entry ${name} is not a regular file`));
+      return 'quarantined';
+    }
+    const parts = parseBundleName(name);
+    if (parts && parts.firstSeq > this.dedupe.expected(parts.origin, parts.epoch) && Date.now() - st.mtimeMs < this.holdMs && this.dedupe.mark(parts.origin, parts.epoch)) {
+      return 'held';
+    }
+    const delivery = this.spool.delivery();
+    const seqs: number[] = [];
+    let origin = '';
+    let epoch = '';
+    let duplicates = 0;
+    let localError: unknown;
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return 'gone';
+      throw err;
+    }
+    try {
+      const header = await readSealedBundle(createReadStream(path, { fd, highWaterMark: 1024 * 1024 }), this.keys, this.spool.host, {
+        onHeader: (h) => {
+          origin = h.origin;
+          epoch = h.channel;
+          const expected = this.dedupe.expected(h.origin, h.channel);
+          if (h.firstSeq > expected && this.dedupe.mark(h.origin, h.channel)) {
+            this.log.warn({ origin: h.origin, epoch: h.channel, expected, got: h.firstSeq }, 'sequence gap: delivering a bundle ahead of missing earlier ones');
+          }
+        },
+        onMessage: async (meta) => {
+          if (this.dedupe.has(origin, epoch, meta.seq)) {
+            duplicates += 1;
+            return discard;
+          }
+          seqs.push(meta.seq);
+          try {
+            const w = await delivery.add({ id: meta.id, origin, queue: meta.queue, headers: meta.headers, committed: meta.committed });
+            return {
+              write: (chunk) => w.write(chunk).catch((err: unknown) => { localError = err; throw err; }),
+              end: () => w.end().catch((err: unknown) => { localError = err; throw err; }),
+            };
+          } catch (err) {
+            localError = err;
+            throw err;
+          }
+        },
+      });
+      if (seqs.length === 0) {
+        await delivery.discard();
+        this.counters.duplicates += duplicates;
+        await this.quarantine(name, new FerryError('EENVELOPE_REPLAY', `bundle ${header.firstSeq}..${header.firstSeq + header.count - 1} from ${header.origin} was delivered already (a replay, or a retransmission after a sender crash)`));
+        return 'quarantined';
+      }
+      await delivery.prepare();
+    } catch (err) {
+      await delivery.discard();
+      if (localError === undefined && isFerryError(err) && !err.recoverable) {
+        await this.quarantine(name, err);
+        return 'quarantined';
+      }
+      this.counters.lastError = { at: Date.now(), message: String((localError ?? err) instanceof Error ? ((localError ?? err) as Error).message : (localError ?? err)) };
+      throw localError ?? err;
+    }
+    const journal: Journal = { landing: name, origin, epoch, seqs, items: delivery.items };
+    const journalName = `${name}.json`;
+    await replaceFileDurable(join(this.journalDir, journalName), JSON.stringify(journal));
+    crashPoint('receive.after-journal');
+    await this.finish(journal, journalName);
+    this.counters.bundles += 1;
+    this.counters.delivered += seqs.length;
+    this.counters.duplicates += duplicates;
+    this.counters.lastDelivery = Date.now();
+    return 'delivered';
+  }
+
+  /** Completes a journaled delivery (idempotent). */
+  private async finish(journal: Journal, journalName: string): Promise<void> {
+    await completePublish(this.spool, journal.items);
+    for (const item of journal.items) this.spool.inbox.invalidate(item.queue);
+    crashPoint('receive.after-publish');
+    const skipped = await this.dedupe.record(journal.origin, journal.epoch, journal.seqs);
+    if (skipped.length > 0) this.log.error({ origin: journal.origin, epoch: journal.epoch, skipped: skipped.slice(0, 20) }, 'gave up waiting for missing sequence numbers');
+    await unlinkIfExists(join(this.spool.layout.landingNew, journal.landing));
+    await fsyncDir(this.spool.layout.landingNew);
+    await unlinkIfExists(join(this.journalDir, journalName));
+  }
+
+  /** Moves a landing file to quarantine with a reason file; it is never delivered. */
+  private async quarantine(name: string, err: FerryError): Promise<void> {
+    const dir = this.spool.layout.quarantine;
+    const qname = `${Date.now()}.${name}`;
+    await replaceFileDurable(join(dir, `${qname}.reason.json`), JSON.stringify({ code: err.code, reason: err.message, at: Date.now(), landing: name }));
+    await renameIfExists(join(this.spool.layout.landingNew, name), join(dir, qname));
+    await fsyncDir(dir);
+    this.counters.quarantined += 1;
+    this.log.warn({ landing: name, code: err.code, reason: err.message }, 'bundle quarantined');
+  }
+}
+
+interface Journal {
+  landing: string;
+  origin: string;
+  epoch: string;
+  seqs: number[];
+  items: DeliveryItem[];
+}
+
+/** Number of quarantined bundles on disk. */
+export async function quarantineCount(spool: Spool): Promise<number> {
+  return (await listDir(spool.layout.quarantine)).filter((n) => n.endsWith('.reason.json')).length;
+}
