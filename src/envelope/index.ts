@@ -1,0 +1,34 @@
+// The envelope module's public API: sealing and opening bundles of messages between two hosts.
+
+export type {
+  BundleHandler,
+  BundleHeader,
+  ByteSink,
+  KeyLookup,
+  Limits,
+  MessageMeta,
+  OutgoingMessage,
+  PayloadSink,
+  SealKey,
+} from './types.js';
+/** The default reader {@link Limits}. */
+export { DEFAULT_LIMITS } from './types.js';
+/** Resolves once libsodium is loaded; the synchronous `sealMessage`/`openMessage` need it first. */
+export { sodiumReady } from './sodium.js';
+/** Streams messages into one sealed bundle (see write-bundle.ts). */
+export { writeSealedBundle, type WriteBundleOptions } from './write-bundle.js';
+/** Verifies and parses a sealed bundle as it streams in (see read-bundle.ts). */
+export { readSealedBundle } from './read-bundle.js';
+/** One in-memory message sealed and opened synchronously (see single-message.ts). */
+export {
+  sealMessage,
+  openMessage,
+  OPEN_MESSAGE_MAX_BYTES,
+  type MessageEnvelope,
+  type OpenedMessage,
+  type SealMessageOptions,
+} from './single-message.js';
+/** Sealing mode: `'auto'` (default), or forced `'secretbox'` / `'secretstream'`. */
+export type { SealMode } from './sealer.js';
+/** Compression settings shared by the writers. */
+export type { CompressOptions } from './compress.js';
