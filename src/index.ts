@@ -42,3 +42,14 @@ export type { PairKey, KeyRow } from './keys/index.js';
 
 /** The command line, callable in-process. */
 export { main } from './cli/main.js';
+
+/** Envelopes: sealed bundles (secretbox / secretstream) and single sealed messages. */
+export * from './envelope/index.js';
+
+/** Transports to a peer's landing area. */
+export { SftpTransport, LocalTransport } from './transport/index.js';
+export type { Transport, PublishResult, ProgressFn, SftpTransportOptions } from './transport/index.js';
+
+/** The daemon, as a library (the CLI's `ferry daemon` runs exactly this). */
+export { Daemon } from './daemon/daemon.js';
+export type { DaemonOptions, DaemonStatus } from './daemon/daemon.js';

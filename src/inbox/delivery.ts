@@ -1,7 +1,8 @@
 // Writing messages into inbox queues atomically: payload and meta in tmp/, fsync, then rename into new/.
+import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createExclusive, fsyncDir, renameIfExists, unlinkIfExists, writeAll, writeNewFile } from '../maildir/fsx.js';
+import { createExclusive, fsyncDir, renameIfExists, syncFileSystem, unlinkIfExists, writeAll, writeNewFile } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import type { SpoolContext } from '../spool/options.js';
 import type { Inbox } from './inbox.js';
@@ -22,6 +23,8 @@ export interface PayloadWriter {
 }
 
 const WRITE_BUFFER = 256 * 1024;
+/** Batches larger than this are made durable by one syncfs instead of an fsync per file. */
+const GROUP_SYNC_THRESHOLD = 8;
 
 /**
  * A batch of messages being delivered into inbox queues. Nothing is visible to consumers until
@@ -33,13 +36,19 @@ export class InboxDelivery {
   readonly items: DeliveryItem[] = [];
   private readonly open: FileHandle[] = [];
   private readonly queueDirs = new Set<string>();
+  /** Queues whose directories this delivery already checked (once per queue, not per message). */
+  private readonly ensured = new Map<string, string>();
 
   constructor(private readonly ctx: SpoolContext, private readonly inbox: Inbox) {}
 
   /** Adds a message; write its payload through the returned writer, then end it. */
   async add(meta: Omit<InboxMeta, 'delivered' | 'attempts'>): Promise<PayloadWriter> {
-    const queueDir = await this.inbox.ensureQueue(meta.queue);
-    this.queueDirs.add(queueDir);
+    let queueDir = this.ensured.get(meta.queue);
+    if (queueDir === undefined) {
+      queueDir = await this.inbox.ensureQueue(meta.queue);
+      this.ensured.set(meta.queue, queueDir);
+      this.queueDirs.add(queueDir);
+    }
     const name = uniqueName(this.ctx.host);
     const item: DeliveryItem = { queue: meta.queue, name, meta: { ...meta, delivered: Date.now(), attempts: 0 } };
     this.items.push(item);
@@ -70,20 +79,39 @@ export class InboxDelivery {
   }
 
   /**
-   * Makes every payload and meta durable in tmp/ (file fsyncs run in parallel so the file system can
-   * group them into few journal commits), then fsyncs the tmp directories.
+   * Makes every payload and meta durable in tmp/. A few messages get an fsync each (in parallel);
+   * a larger batch is written without fsyncs and made durable by one syncfs, which costs one call
+   * however many files the batch holds. Either way the tmp directories' entries are durable too.
    */
   async prepare(): Promise<void> {
+    const group = this.items.length > GROUP_SYNC_THRESHOLD;
     await Promise.all(this.open.map(async (fh) => {
-      await fh.sync();
+      if (!group) await fh.sync();
       await fh.close();
     }));
     this.open.length = 0;
     await Promise.all(this.items.map((item) => {
       const dir = this.ctx.layout.inboxQueue(item.queue);
-      return writeNewFile(join(dir, 'tmp', `${item.name}.meta`), JSON.stringify(item.meta));
+      return writeNewFile(join(dir, 'tmp', `${item.name}.meta`), JSON.stringify(item.meta), !group);
     }));
+    if (group && (await syncFileSystem(this.ctx.layout.inbox))) return;
+    if (group) await this.fsyncAll();
     await Promise.all([...this.queueDirs].map((dir) => fsyncDir(join(dir, 'tmp'))));
+  }
+
+  /** Fallback when syncfs is unavailable: fsync every file of the batch. */
+  private async fsyncAll(): Promise<void> {
+    await Promise.all(this.items.flatMap((item) => {
+      const dir = join(this.ctx.layout.inboxQueue(item.queue), 'tmp');
+      return [join(dir, item.name), join(dir, `${item.name}.meta`)].map(async (path) => {
+        const fh = await fsp.open(path, 'r');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      });
+    }));
   }
 
   /** Publishes every prepared message: meta first, then the payload rename that makes it visible. */

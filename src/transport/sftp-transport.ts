@@ -1,4 +1,5 @@
 // Publishes bundle files into a peer's landing area over SSH/SFTP: windowed upload to tmp/, fsync, hardlink into new/, fsync new/.
+import { crashPoint } from '../spool/crash-point.js';
 import { posix } from 'node:path';
 import type { Stats } from 'ssh2';
 import { FerryError } from '../errors.js';
@@ -295,6 +296,7 @@ export class SftpTransport implements Transport {
       throw mapped;
     }
 
+    crashPoint('ship.after-upload');
     // Publish without overwriting: hardlink fails when landing/new/<name> exists (an earlier attempt got there).
     try {
       await s.call<void>('hardlink into landing/new', dst, (cb) => s.sftp.ext_openssh_hardlink(tmp, dst, cb));
