@@ -10,6 +10,7 @@ import { loadSelfKey, type SelfKey } from '../keys/self-key.js';
 import { replaceFileDurable } from '../maildir/fsx.js';
 import { Acceptor } from '../channel/acceptor.js';
 import { Shipper, type PeerStatus } from '../channel/shipper.js';
+import { DropIngester } from '../drop/drop-ingest.js';
 import { Receiver, quarantineCount, type ReceiverCounters } from '../receive/receiver.js';
 import { Spool } from '../spool/spool.js';
 import { LocalTransport, SftpTransport } from '../transport/index.js';
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   recoverMs?: number;
   /** How long a bundle ahead of a missing one waits for it, ms. Default 5 000. */
   holdMs?: number;
+  /** How often drop/ is scanned for complete files, ms (settle times are checked at this granularity). Default 500. */
+  dropScanMs?: number;
   /** Make a transport for a peer (tests swap in their own). Default: SFTP per the config, local for this host. */
   transportFor?: (peer: string) => Transport;
 }
@@ -51,6 +54,8 @@ export class Daemon {
   private selfKey!: SelfKey;
   private acceptor!: Acceptor;
   private receiver!: Receiver;
+  private drop!: DropIngester;
+  private dropBusy = false;
   private readonly shippers = new Map<string, Shipper>();
   private lock: Server | undefined;
   private watcher: FSWatcher | undefined;
@@ -94,6 +99,7 @@ export class Daemon {
       await this.acceptor.recover();
       this.receiver = new Receiver(this.spool, (id) => (id === this.selfKey.id ? this.selfKey : this.keys.ring.openingKey(id)), this.log, { holdMs: this.opts.holdMs });
       await this.receiver.recover();
+      this.drop = new DropIngester(this.spool, (queue) => queueConfig(this.config, queue).settle * 1000, this.log);
       await this.startShippers();
       this.startWatching();
       this.loops.push(this.acceptLoop(), this.receiveLoop());
@@ -101,11 +107,27 @@ export class Daemon {
       this.timers.push(setInterval(() => { this.acceptDirty = true; this.receiveDirty = true; this.acceptWake?.(); this.receiveWake?.(); }, rescan));
       this.timers.push(setInterval(() => { this.spool.recover().catch((err: unknown) => this.log.error({ err: String(err) }, 'recovery pass failed')); }, this.opts.recoverMs ?? 30_000));
       this.timers.push(setInterval(() => { this.writeStatus().catch(() => undefined); }, 1_000));
+      this.timers.push(setInterval(() => { this.ingestDrops(); }, this.opts.dropScanMs ?? 500));
       this.log.info({ root: this.config.root, peers: [...this.shippers.keys()], pid: process.pid }, 'ferry daemon started');
     } catch (err) {
       await this.stop();
       throw err;
     }
+  }
+
+  /** Commits complete files from drop/ into the outbox (one pass at a time). */
+  private ingestDrops(): void {
+    if (this.dropBusy || this.stopping) return;
+    this.dropBusy = true;
+    this.drop.ingestOnce()
+      .then((n) => {
+        if (n > 0) {
+          this.acceptDirty = true;
+          this.acceptWake?.();
+        }
+      })
+      .catch((err: unknown) => this.log.error({ err: String(err instanceof Error ? err.message : err) }, 'drop ingestion failed; retrying'))
+      .finally(() => { this.dropBusy = false; });
   }
 
   private sealingKey(peer: string): SealKey {
@@ -156,7 +178,7 @@ export class Daemon {
   private startWatching(): void {
     const l = this.spool.layout;
     // Events are only hints to look now; the periodic rescan catches anything they miss.
-    this.watcher = watch([l.commitsNew, l.outbox, l.landingNew], {
+    this.watcher = watch([l.commitsNew, l.outbox, l.landingNew, l.drop], {
       ignoreInitial: true,
       atomic: false,
       depth: 2,
@@ -164,7 +186,9 @@ export class Daemon {
       ignored: (path: string) => path.startsWith(l.outbox) && /\/tmp(\/|$)/.test(path.slice(l.outbox.length)),
     });
     const onEvent = (path: string) => {
-      if (path.startsWith(l.landingNew)) {
+      if (path.startsWith(l.drop)) {
+        this.ingestDrops();
+      } else if (path.startsWith(l.landingNew)) {
         this.receiveDirty = true;
         this.receiveWake?.();
       } else {
@@ -173,6 +197,7 @@ export class Daemon {
       }
     };
     this.watcher.on('add', onEvent);
+    this.watcher.on('change', (path: string) => { if (path.startsWith(l.drop)) this.ingestDrops(); });
     this.watcher.on('addDir', onEvent);
     this.watcher.on('error', (err) => this.log.warn({ err: String(err) }, 'file watch error; relying on rescans'));
   }
