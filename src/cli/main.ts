@@ -12,6 +12,8 @@ const lazy = {
   status: () => import('./status.js'),
   keys: () => import('./keys.js'),
   daemon: () => import('./daemon.js'),
+  doctor: () => import('./doctor.js'),
+  flush: () => import('./flush.js'),
 };
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -77,6 +79,18 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
     .description('ship outboxes to peers and deliver the landing area into inboxes (foreground; logs JSON lines)')
     .addHelpText('after', '\nSignals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the config and keys.\nExample:\n  ferry daemon --config /etc/ferry/ferry.toml')
     .action((_opts, cmd: Command) => run(lazy.daemon().then((m) => m.daemonCommand(globals(cmd), io))));
+
+  program.command('doctor')
+    .description('check config, spool, keys, peers (reachability, pinned host keys, landing area), disk and clock; prints a fix for each failure')
+    .option('--json', 'one JSON document')
+    .addHelpText('after', '\nExit status 1 when a check failed.\nExample:\n  ferry doctor --config /etc/ferry/ferry.toml')
+    .action((_opts, cmd: Command) => run(lazy.doctor().then((m) => m.doctorCommand(globals(cmd), io))));
+
+  program.command('flush')
+    .description('wait until every committed message is durable at every peer it is routed to (progress bar on a TTY)')
+    .option('--timeout <seconds>', 'give up after this long (exit 1)')
+    .addHelpText('after', '\nExample:\n  ferry send reports big.tar && ferry flush --timeout 600')
+    .action((_opts, cmd: Command) => run(lazy.flush().then((m) => m.flushCommand(globals(cmd), io))));
   return program;
 }
 

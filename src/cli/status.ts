@@ -1,4 +1,9 @@
 // `ferry status`: queue depths on this host (outbox, inbox, in flight, dead letters), as a table or JSON.
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import type { DaemonStatus } from '../daemon/daemon.js';
+import { askDaemon } from '../daemon/lock.js';
+import { listDir } from '../maildir/fsx.js';
 import { configFrom, openSpool, type GlobalFlags } from './context.js';
 import { out, type CliIO } from './io.js';
 
@@ -22,12 +27,31 @@ export interface QueueStatus {
   dead: number;
 }
 
+/** One peer's line of the status. */
+export interface PeerLine {
+  peer: string;
+  /** Messages sealed for the peer, not yet durable there. */
+  backlog: number;
+  /** Age of the oldest of them, seconds (null when none). */
+  oldestAge: number | null;
+  lastSuccess: string | null;
+  lastError: string | null;
+  failures: number;
+}
+
 /** The whole status document (`--json` prints exactly this). */
 export interface StatusReport {
   host: string;
   root: string;
   time: string;
+  /** Whether a daemon is running on this spool (it answers on its control socket). */
+  daemon: { running: boolean; pid: number | null; since: string | null };
   queues: QueueStatus[];
+  peers: PeerLine[];
+  /** Bundles that failed verification, kept with their reasons in state/quarantine/. */
+  quarantine: number;
+  /** Messages that could not be shipped (state/dead/). */
+  deadOutbound: number;
 }
 
 /** Gathers the status of a spool. */
@@ -50,7 +74,39 @@ export async function gatherStatus(flags: GlobalFlags): Promise<StatusReport> {
       dead: c.dead,
     });
   }
-  return { host: config.host, root: config.root, time: new Date(now).toISOString(), queues };
+  const live = (await askDaemon(config.root, 'status')) as DaemonStatus | undefined;
+  let daemonStatus = live;
+  if (!daemonStatus) {
+    try {
+      daemonStatus = JSON.parse(await fsp.readFile(join(spool.layout.state, 'status.json'), 'utf8')) as DaemonStatus;
+    } catch {
+      daemonStatus = undefined;
+    }
+  }
+  const iso = (t: number | null | undefined) => (t ? new Date(t).toISOString() : null);
+  const peers: PeerLine[] = (daemonStatus?.peers ?? []).map((p) => ({
+    peer: p.peer,
+    backlog: p.backlogMessages,
+    oldestAge: p.oldestMs === null ? null : Math.round(p.oldestMs / 1000),
+    lastSuccess: iso(p.lastSuccess),
+    lastError: p.lastError ? `${iso(p.lastError.at)} ${p.lastError.message}` : null,
+    failures: p.failures,
+  }));
+  let deadOutbound = 0;
+  for (const d of await listDir(spool.layout.deadOut)) {
+    deadOutbound += (await listDir(join(spool.layout.deadOut, d))).filter((n) => n.endsWith('.reason.json')).length;
+  }
+  const quarantine = (await listDir(spool.layout.quarantine)).filter((n) => n.endsWith('.reason.json')).length;
+  return {
+    host: config.host, root: config.root, time: new Date(now).toISOString(),
+    daemon: { running: live !== undefined, pid: live?.pid ?? null, since: iso(live?.started) },
+    queues, peers, quarantine, deadOutbound,
+  };
+}
+
+function table(io: CliIO, rows: string[][]): void {
+  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  for (const r of rows) out(io, r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
 }
 
 /** Prints the status. */
@@ -60,13 +116,22 @@ export async function statusCommand(flags: StatusFlags, io: CliIO): Promise<numb
     out(io, JSON.stringify(report));
     return 0;
   }
-  out(io, `host ${report.host}  spool ${report.root}`);
+  out(io, `host ${report.host}  spool ${report.root}  daemon ${report.daemon.running ? `running (pid ${report.daemon.pid})` : 'not running'}`);
   const rows = [['QUEUE', 'OUTBOX', 'OLDEST', 'INBOX', 'IN-FLIGHT', 'DEAD']];
   for (const q of report.queues) {
     rows.push([q.queue, String(q.outbox), q.outboxOldestAge === null ? '-' : `${q.outboxOldestAge}s`, String(q.inbox), String(q.inFlight), String(q.dead)]);
   }
   if (report.queues.length === 0) rows.push(['(no queues yet)', '', '', '', '', '']);
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  for (const r of rows) out(io, r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+  table(io, rows);
+  if (report.peers.length > 0) {
+    out(io, '');
+    const prow = [['PEER', 'BACKLOG', 'OLDEST', 'LAST SUCCESS', 'LAST ERROR']];
+    for (const p of report.peers) {
+      prow.push([p.peer, String(p.backlog), p.oldestAge === null ? '-' : `${p.oldestAge}s`, p.lastSuccess ?? '-', p.lastError ?? '-']);
+    }
+    table(io, prow);
+  }
+  out(io, '');
+  out(io, `quarantined bundles: ${report.quarantine}   undeliverable (dead) outbound: ${report.deadOutbound}`);
   return 0;
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, errno } from '../errors.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
-import { createExclusive, fsyncDir, writeAll } from '../maildir/fsx.js';
+import { createExclusive, fsyncDir, unlinkIfExists, writeAll } from '../maildir/fsx.js';
 import { validateQueueName } from '../spool/names.js';
 import { configFrom, openSpool, type GlobalFlags } from './context.js';
 import { out, type CliIO } from './io.js';
@@ -54,7 +54,13 @@ export async function takeCommand(queue: string, flags: TakeFlags, io: CliIO): P
         await msg.abort(`command exited with ${code}`);
       }
     } else if (flags.out !== undefined) {
-      const path = await writeOut(flags.out, msg);
+      let path: string;
+      try {
+        path = await writeOut(flags.out, msg);
+      } catch (err) {
+        await msg.abort(`writing into ${flags.out} failed: ${errno(err) ?? String(err)}`);
+        throw err;
+      }
       await msg.commit();
       out(io, path);
     } else {
@@ -74,6 +80,8 @@ export async function takeCommand(queue: string, flags: TakeFlags, io: CliIO): P
 async function writeOut(dir: string, msg: TakenMessage): Promise<string> {
   const final = join(dir, msg.name);
   const tmp = join(dir, `.${msg.name}.ferry-tmp`);
+  // A run killed mid-copy leaves this name behind; it is ours to replace (unlink removes a symlink, not its target).
+  await unlinkIfExists(tmp);
   const fh = await createExclusive(tmp);
   try {
     for await (const chunk of msg.stream()) await writeAll(fh, chunk as Buffer);

@@ -1,0 +1,59 @@
+// `ferry flush`: wait until every committed message is durable at every peer it is routed to.
+import { join } from 'node:path';
+import { FerryError } from '../errors.js';
+import { listDir } from '../maildir/fsx.js';
+import { parseBundleName } from '../channel/bundle-name.js';
+import type { Spool } from '../spool/spool.js';
+import { configFrom, openSpool, type GlobalFlags } from './context.js';
+import { out, type CliIO } from './io.js';
+
+/** Messages not yet durable at a peer: outbox entries plus messages in channel bundles. */
+export async function pending(spool: Spool): Promise<{ outbox: number; channels: number }> {
+  let outbox = 0;
+  for (const d of (await spool.outbox.depths()).values()) outbox += d.messages;
+  let channels = 0;
+  for (const peer of await listDir(spool.layout.channels)) {
+    for (const n of await listDir(join(spool.layout.channel(peer), 'out'))) channels += parseBundleName(n)?.count ?? 0;
+  }
+  return { outbox, channels };
+}
+
+/** Waits for the outbox and channels to drain; ETIMEOUT after --timeout seconds. Progress on a TTY only. */
+export async function flushCommand(flags: GlobalFlags & { timeout?: string }, io: CliIO): Promise<number> {
+  const timeoutS = flags.timeout === undefined ? Number.POSITIVE_INFINITY : Number(flags.timeout);
+  if (!(timeoutS >= 0)) throw new FerryError('EUSAGE', `--timeout expects a number of seconds, got ${JSON.stringify(flags.timeout)}`);
+  const config = await configFrom(flags);
+  const spool = await openSpool(config);
+  const deadline = Date.now() + timeoutS * 1000;
+  const tty = io.stderr.isTTY === true;
+  let first: number | undefined;
+  let bar: import('cli-progress').SingleBar | undefined;
+  try {
+    for (;;) {
+      const p = await pending(spool);
+      const left = p.outbox + p.channels;
+      if (first === undefined) {
+        first = left;
+        if (tty && left > 0) {
+          const { SingleBar, Presets } = await import('cli-progress');
+          bar = new SingleBar({ format: 'flushing [{bar}] {value}/{total} messages shipped | {eta_formatted} left', stream: io.stderr as NodeJS.WriteStream }, Presets.shades_classic);
+          bar.start(left, 0);
+        }
+      }
+      bar?.setTotal(Math.max(first, left));
+      bar?.update(Math.max(0, first - left));
+      if (left === 0) {
+        bar?.stop();
+        if (!tty) out(io, 'flushed: every committed message is durable at its peers');
+        return 0;
+      }
+      if (Date.now() >= deadline) {
+        bar?.stop();
+        throw new FerryError('ETIMEOUT', `flush timed out with ${left} message(s) not yet durable at their peers (${p.outbox} in the outbox, ${p.channels} in channels)`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    bar?.stop();
+  }
+}
