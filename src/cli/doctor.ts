@@ -5,6 +5,7 @@ import { loadConfig, routeFor, type FerryConfig } from '../config/config.js';
 import { askDaemon } from '../daemon/lock.js';
 import { isFerryError } from '../errors.js';
 import { KeyRing, loadKeyDir } from '../keys/index.js';
+import { SpoolLayout } from '../spool/layout.js';
 import { Spool } from '../spool/spool.js';
 import { SftpTransport } from '../transport/index.js';
 import type { GlobalFlags } from './context.js';
@@ -36,17 +37,19 @@ export async function runChecks(flags: GlobalFlags, now = Date.now()): Promise<C
     return checks;
   }
 
+  // Modes are checked before the spool is opened: opening tightens them, and doctor only looks.
+  const layout = new SpoolLayout(config.root);
+  const loose: string[] = [];
+  for (const dir of layout.fixedDirs) {
+    const st = await fsp.lstat(dir).catch(() => undefined);
+    if (st && (st.mode & 0o077) !== 0) loose.push(`${dir} (0${(st.mode & 0o777).toString(8)})`);
+  }
   let spool: Spool | undefined;
   try {
     spool = await Spool.open(config.root, { host: config.host });
-    const loose: string[] = [];
-    for (const dir of spool.layout.fixedDirs) {
-      const st = await fsp.lstat(dir);
-      if ((st.mode & 0o077) !== 0) loose.push(`${dir} (0${(st.mode & 0o777).toString(8)})`);
-    }
     checks.push(loose.length === 0
       ? { name: 'spool', ok: true, detail: `${config.root}: layout present, directories 0700, one file system` }
-      : { name: 'spool', ok: false, detail: `group/other access on ${loose.join(', ')}`, fix: `chmod 700 the directories named` });
+      : { name: 'spool', ok: false, detail: `group/other access on ${loose.join(', ')}`, fix: 'chmod 700 the directories named (the daemon also tightens them when it opens the spool)' });
   } catch (err) {
     checks.push({ name: 'spool', ok: false, detail: message(err), fix: isFerryError(err, 'ENOT_INIT') ? 'run `ferry init`' : 'see the error; the spool must be real directories on one file system' });
   }
