@@ -24,6 +24,8 @@ export interface ShipperOptions {
   deadDir: string;
   /** Idle re-check interval, ms. Default 2 000. */
   idleMs?: number;
+  /** Called after each bundle is durable at the peer, with its age since it was sealed (for the latency histogram). */
+  onShipped?: (peer: string, ageMs: number) => void;
 }
 
 /** A peer's shipping status. */
@@ -176,6 +178,7 @@ export class Shipper {
       this.status.lastSuccess = Date.now();
       this.status.failures = 0;
       this.backoff.reset();
+      this.opts.onShipped?.(this.channel.peer, Date.now() - st.mtimeMs);
       this.log.debug({ peer: this.channel.peer, bundle: name, messages: count, bytes: st.size, result }, 'bundle shipped');
       return true;
     } catch (err) {

@@ -52,7 +52,7 @@ const configSchema = z.strictObject({
   /** Log level of the daemon. */
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   /** Loopback address for Prometheus metrics, e.g. "127.0.0.1:9464"; unset: off. */
-  metrics: z.string().optional(),
+  metrics: z.string().regex(/^(\[::1\]|::1|localhost|127(?:\.\d{1,3}){3}):\d{1,5}$/, 'a loopback host:port such as 127.0.0.1:9464').optional(),
   peers: z.record(z.string().regex(NAME, 'a peer name of letters, digits, ".", "_" or "-"'), peerSchema).default({}),
   routes: z.record(z.string().regex(QUEUE_OR_STAR, 'a queue name or "*"'), z.array(z.string())).default({}),
   queues: z.record(z.string().regex(QUEUE_OR_STAR, 'a queue name or "*"'), queueSchema).default({}),
@@ -106,12 +106,13 @@ function describePath(path: readonly PropertyKey[]): string {
 /** Validates parsed TOML into a {@link FerryConfig}. Throws `ECONFIG` naming the field and what was expected. */
 export function validateConfig(raw: unknown, path: string | undefined, overrides: ConfigOverrides = {}): FerryConfig {
   const where = path ? ` in ${path}` : '';
-  const result = configSchema.safeParse(raw);
+  // zod 4 keeps the offending value in an issue only when asked: the message shows what was given.
+  const result = configSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     const issue = result.error.issues[0];
     const field = describePath(issue?.path ?? []);
     let got = '';
-    if (issue && 'input' in issue && issue.input !== undefined) got = `, got \`${typeof issue.input === 'object' ? JSON.stringify(issue.input) : String(issue.input)}\``;
+    if (issue && issue.code !== 'unrecognized_keys' && 'input' in issue && issue.input !== undefined) got = `, got \`${typeof issue.input === 'object' ? JSON.stringify(issue.input) : String(issue.input)}\``;
     let message = issue?.message ?? 'invalid';
     if (issue?.code === 'unrecognized_keys') message = `no unknown field (${issue.keys.join(', ')})`;
     else if (issue?.code === 'invalid_type') message = `a ${issue.expected}`;

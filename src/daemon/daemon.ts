@@ -16,6 +16,7 @@ import { Spool } from '../spool/spool.js';
 import { LocalTransport, SftpTransport } from '../transport/index.js';
 import type { Transport } from '../transport/transport.js';
 import { acquireLock } from './lock.js';
+import { Metrics } from './metrics.js';
 import { join } from 'node:path';
 
 /** Daemon settings beyond the config file. Every field has a default. */
@@ -30,6 +31,8 @@ export interface DaemonOptions {
   holdMs?: number;
   /** How often drop/ is scanned for complete files, ms (settle times are checked at this granularity). Default 500. */
   dropScanMs?: number;
+  /** How often the key directory is compared with its last load (catches chmod, which raises no file event), ms. Default 2 000. */
+  keyRecheckMs?: number;
   /** Make a transport for a peer (tests swap in their own). Default: SFTP per the config, local for this host. */
   transportFor?: (peer: string) => Transport;
 }
@@ -57,7 +60,9 @@ export class Daemon {
   private drop!: DropIngester;
   private dropBusy = false;
   private readonly shippers = new Map<string, Shipper>();
+  private readonly shipperSignatures = new Map<string, string>();
   private lock: Server | undefined;
+  private metrics: Metrics | undefined;
   private watcher: FSWatcher | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
@@ -88,6 +93,10 @@ export class Daemon {
           this.acceptWake?.();
         },
         onError: (err) => this.log.error({ err: String(err) }, 'key directory watch failed'),
+        // File events miss an in-place chmod (chokidar reports content changes only): compare the directory's
+        // signature (modes included) at the rescan pace, so a key loosened to 0644 stops being used, and one
+        // tightened back to 0600 is used again, within seconds rather than the store's default 30 s.
+        recheckMs: this.opts.keyRecheckMs ?? 2_000,
       });
       await this.keys.start();
       this.acceptor = new Acceptor(this.spool, {
@@ -99,6 +108,7 @@ export class Daemon {
       await this.acceptor.recover();
       this.receiver = new Receiver(this.spool, (id) => (id === this.selfKey.id ? this.selfKey : this.keys.ring.openingKey(id)), this.log, { holdMs: this.opts.holdMs });
       await this.receiver.recover();
+      if (this.config.metrics) await this.startMetrics(this.config.metrics);
       this.drop = new DropIngester(this.spool, (queue) => queueConfig(this.config, queue).settle * 1000, this.log);
       await this.startShippers();
       this.startWatching();
@@ -113,6 +123,26 @@ export class Daemon {
       await this.stop();
       throw err;
     }
+  }
+
+  /** Serves Prometheus metrics on a loopback address. */
+  private async startMetrics(address: string): Promise<void> {
+    this.metrics = new Metrics({
+      peers: () => [...this.shippers.values()].map((s) => s.status),
+      queues: async () => {
+        const depths = await this.spool.outbox.depths();
+        const names = new Set([...depths.keys(), ...(await this.spool.inbox.queues())]);
+        const rows = [];
+        for (const queue of names) {
+          const c = await this.spool.inbox.counts(queue);
+          rows.push({ queue, outbox: depths.get(queue)?.messages ?? 0, inbox: c.new, inFlight: c.leased + c.cur, dead: c.dead });
+        }
+        return rows;
+      },
+      receiver: () => this.receiver.counters,
+    });
+    await this.metrics.listen(address);
+    this.log.info({ address }, 'metrics served at /metrics');
   }
 
   /** Commits complete files from drop/ into the outbox (one pass at a time). */
@@ -153,12 +183,22 @@ export class Daemon {
     return [...dests];
   }
 
+  /** What a peer's shipper was built from: a reload that changes it (address, identity, known_hosts…) rebuilds the shipper. */
+  private shipperSignature(peer: string): string {
+    return JSON.stringify(this.config.peers.get(peer) ?? { local: peer === this.config.host });
+  }
+
   private async startShippers(): Promise<void> {
     const wanted = new Set(this.destinations());
     for (const [peer, shipper] of this.shippers) {
-      if (!wanted.has(peer)) {
+      // A shipper keeps its transport for life, so one whose peer settings changed must be replaced, or a
+      // repaired address would never be used.
+      const changed = this.shipperSignatures.get(peer) !== this.shipperSignature(peer);
+      if (!wanted.has(peer) || changed) {
         await shipper.stop();
         this.shippers.delete(peer);
+        this.shipperSignatures.delete(peer);
+        if (wanted.has(peer)) this.log.info({ peer }, 'peer settings changed; reconnecting with the new ones');
       }
     }
     for (const peer of wanted) {
@@ -169,8 +209,10 @@ export class Daemon {
         pipeline: this.config.peers.get(peer)?.pipeline ?? 4,
         lifetimeMs: this.config.lifetimeMs,
         deadDir: this.spool.layout.deadOut,
+        onShipped: (p, ageMs) => this.metrics?.bundleLatency.observe({ peer: p }, ageMs / 1000),
       });
       this.shippers.set(peer, shipper);
+      this.shipperSignatures.set(peer, this.shipperSignature(peer));
       shipper.start();
     }
   }
@@ -300,6 +342,7 @@ export class Daemon {
     await Promise.allSettled(this.loops);
     await Promise.allSettled([...this.shippers.values()].map((s) => s.stop()));
     await this.watcher?.close();
+    await this.metrics?.close();
     await this.keys?.stop();
     if (this.spool && this.receiver) await this.writeStatus().catch(() => undefined);
     await new Promise<void>((resolve) => (this.lock ? this.lock.close(() => resolve()) : resolve()));
