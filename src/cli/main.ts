@@ -59,7 +59,8 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
 
   program.command('status')
     .description('queue depths: outbox, inbox, in flight, dead letters')
-    .option('--json', 'one JSON document')
+    .option('--json', 'one JSON document (with --watch: one per refresh)')
+    .option('--watch [seconds]', 'refresh every few seconds (default 2) until interrupted; adds per-peer rates')
     .action((_opts, cmd: Command) => run(lazy.status().then((m) => m.statusCommand(globals(cmd), io))));
 
   const keys = program.command('keys').description('pair keys: generate and list');

@@ -4,12 +4,15 @@ import { join } from 'node:path';
 import type { DaemonStatus } from '../daemon/daemon.js';
 import { askDaemon } from '../daemon/lock.js';
 import { listDir } from '../maildir/fsx.js';
+import { FerryError } from '../errors.js';
 import { configFrom, openSpool, type GlobalFlags } from './context.js';
 import { out, type CliIO } from './io.js';
 
 /** Flags of `ferry status`. */
 export interface StatusFlags extends GlobalFlags {
   json?: boolean;
+  /** Refresh every N seconds (true: every 2 s) until interrupted. */
+  watch?: boolean | string;
 }
 
 /** One queue's line of the status. */
@@ -37,6 +40,8 @@ export interface PeerLine {
   lastSuccess: string | null;
   lastError: string | null;
   failures: number;
+  /** Messages shipped to the peer since the daemon started. */
+  shipped: number;
 }
 
 /** The whole status document (`--json` prints exactly this). */
@@ -91,6 +96,7 @@ export async function gatherStatus(flags: GlobalFlags): Promise<StatusReport> {
     lastSuccess: iso(p.lastSuccess),
     lastError: p.lastError ? `${iso(p.lastError.at)} ${p.lastError.message}` : null,
     failures: p.failures,
+    shipped: p.shippedMessages,
   }));
   let deadOutbound = 0;
   for (const d of await listDir(spool.layout.deadOut)) {
@@ -109,14 +115,9 @@ function table(io: CliIO, rows: string[][]): void {
   for (const r of rows) out(io, r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
 }
 
-/** Prints the status. */
-export async function statusCommand(flags: StatusFlags, io: CliIO): Promise<number> {
-  const report = await gatherStatus(flags);
-  if (flags.json) {
-    out(io, JSON.stringify(report));
-    return 0;
-  }
-  out(io, `host ${report.host}  spool ${report.root}  daemon ${report.daemon.running ? `running (pid ${report.daemon.pid})` : 'not running'}`);
+/** Renders one status report as text; `rates` (messages/s per peer) appear in watch mode. */
+function render(io: CliIO, report: StatusReport, rates?: Map<string, number>): void {
+  out(io, `host ${report.host}  spool ${report.root}  daemon ${report.daemon.running ? `running (pid ${report.daemon.pid})` : 'not running'}  ${report.time}`);
   const rows = [['QUEUE', 'OUTBOX', 'OLDEST', 'INBOX', 'IN-FLIGHT', 'DEAD']];
   for (const q of report.queues) {
     rows.push([q.queue, String(q.outbox), q.outboxOldestAge === null ? '-' : `${q.outboxOldestAge}s`, String(q.inbox), String(q.inFlight), String(q.dead)]);
@@ -125,13 +126,46 @@ export async function statusCommand(flags: StatusFlags, io: CliIO): Promise<numb
   table(io, rows);
   if (report.peers.length > 0) {
     out(io, '');
-    const prow = [['PEER', 'BACKLOG', 'OLDEST', 'LAST SUCCESS', 'LAST ERROR']];
+    const prow = [['PEER', 'BACKLOG', 'OLDEST', 'RATE', 'SHIPPED', 'LAST SUCCESS', 'LAST ERROR']];
     for (const p of report.peers) {
-      prow.push([p.peer, String(p.backlog), p.oldestAge === null ? '-' : `${p.oldestAge}s`, p.lastSuccess ?? '-', p.lastError ?? '-']);
+      const rate = rates?.get(p.peer);
+      prow.push([p.peer, String(p.backlog), p.oldestAge === null ? '-' : `${p.oldestAge}s`, rate === undefined ? '-' : `${rate.toFixed(1)}/s`, String(p.shipped), p.lastSuccess ?? '-', p.lastError ?? '-']);
     }
     table(io, prow);
   }
   out(io, '');
   out(io, `quarantined bundles: ${report.quarantine}   undeliverable (dead) outbound: ${report.deadOutbound}`);
+}
+
+/** Prints the status once, or keeps refreshing it with --watch (clearing the screen on a TTY). */
+export async function statusCommand(flags: StatusFlags, io: CliIO, signal?: AbortSignal): Promise<number> {
+  if (flags.watch === undefined || flags.watch === false) {
+    const report = await gatherStatus(flags);
+    if (flags.json) out(io, JSON.stringify(report));
+    else render(io, report);
+    return 0;
+  }
+  const everyS = flags.watch === true ? 2 : Number(flags.watch);
+  if (!(everyS > 0)) throw new FerryError('EUSAGE', `--watch expects a positive number of seconds, got ${JSON.stringify(flags.watch)}`);
+  let previous: { at: number; shipped: Map<string, number> } | undefined;
+  while (!signal?.aborted) {
+    const report = await gatherStatus(flags);
+    const now = Date.now();
+    const shipped = new Map(report.peers.map((p) => [p.peer, p.shipped]));
+    const rates = new Map<string, number>();
+    if (previous) {
+      for (const [peer, n] of shipped) rates.set(peer, Math.max(0, n - (previous.shipped.get(peer) ?? n)) / ((now - previous.at) / 1000));
+    }
+    previous = { at: now, shipped };
+    if (flags.json) out(io, JSON.stringify(report));
+    else {
+      if (io.stdout.isTTY) io.stdout.write('\x1b[H\x1b[2J');
+      render(io, report, rates);
+    }
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, everyS * 1000);
+      signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    });
+  }
   return 0;
 }
