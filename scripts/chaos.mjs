@@ -1,0 +1,275 @@
+#!/usr/bin/env node
+// npm run chaos -- [--kills N] [--messages M] [--seed S] [--keep]
+//
+// Three hosts on this machine (separate spools, one private loopback sshd), each with a producer
+// committing transactions into a queue fanned out to the two other hosts, and a consumer taking
+// from its inbox with commits and aborts. A seeded schedule injects faults at random instants:
+// SIGKILL of any daemon, producer or consumer; SIGSTOP/SIGCONT pauses of daemons; SSH connections
+// cut mid-transfer; a receiver's disk filled (each spool sits on its own small tmpfs). Then it
+// drains and classifies every message, as Jepsen's queue checker does:
+//   ok, lost (committed, never delivered), duplicated (delivered twice), unexpected (delivered,
+//   never even attempted); and for takes: taken twice (committed by two takes), taken after commit.
+// Prints one summary line; exits 1 on any lost, duplicated, unexpected or double take.
+// Not injected: clock jumps (ferry's lease and lifetime logic reads the wall clock; changing the
+// machine's clock would disturb everything else running here).
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startSshd } from '../dist/devtools/private-sshd.js';
+import { Cluster } from '../dist/devtools/cluster.js';
+import { Spool } from '../dist/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : dflt; };
+const KILLS = Number(opt('kills', 50));
+const MESSAGES = Number(opt('messages', 3000));
+const SEED = Number(opt('seed', Date.now() % 1_000_000));
+const KEEP = argv.includes('--keep');
+const QUIET = argv.includes('--quiet');
+const HOSTS = ['alpha', 'beta', 'gamma'];
+
+let seed = SEED >>> 0;
+const rand = () => { seed = (seed + 0x6d2b79f5) >>> 0; let t = seed; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+const pick = (xs) => xs[Math.floor(rand() * xs.length)];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const say = (s) => { if (!QUIET) process.stderr.write(`${s}\n`); };
+
+const work = mkdtempSync(join(tmpdir(), 'ferry-chaos-'));
+const mounts = [];
+const children = new Map(); // key → ChildProcess
+const counts = { kills: 0, pauses: 0, cuts: 0, diskFull: 0 };
+let sshd;
+let cluster;
+const t0 = Date.now();
+
+function mountTmpfs(dir, mib) {
+  mkdirSync(dir, { recursive: true });
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m,mode=0700`, 'tmpfs', dir], { stdio: 'ignore' });
+    mounts.push(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function spawnChild(key, script, args) {
+  const child = spawn(process.execPath, [join(here, 'chaos', script), ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CHAOS_LIMIT: String(limitPerHost) } });
+  child.stderr.on('data', () => undefined);
+  children.set(key, child);
+  return child;
+}
+
+const limitPerHost = Math.ceil(MESSAGES / HOSTS.length);
+const logPath = (kind, host) => join(work, `${kind}-${host}.log`);
+function lastSeq(host) {
+  // A restarted producer continues after the highest sequence it ever attempted.
+  let max = -1;
+  try {
+    for (const line of readFileSync(logPath('producer', host), 'utf8').split('\n')) {
+      if (!line.startsWith('attempt ')) continue;
+      for (const id of line.slice(8).split(' ')) max = Math.max(max, Number(id.split('-')[1]));
+    }
+  } catch { /* none yet */ }
+  return max + 1;
+}
+const startProducer = (h) => spawnChild(`producer:${h}`, 'producer.mjs', [cluster.host(h).root, h, `from-${h}`, logPath('producer', h), String(lastSeq(h)), String(Math.floor(rand() * 2 ** 31))]);
+const startConsumer = (h) => spawnChild(`consumer:${h}`, 'consumer.mjs', [cluster.host(h).root, h, logPath('consumer', h), String(Math.floor(rand() * 2 ** 31)), ...HOSTS.filter((o) => o !== h).map((o) => `from-${o}`)]);
+const alive = (c) => c && c.exitCode === null && c.signalCode === null;
+const producersDone = () => HOSTS.every((h) => lastSeq(h) >= limitPerHost && !alive(children.get(`producer:${h}`)));
+
+async function restartDead() {
+  for (const h of HOSTS) {
+    if (!alive(cluster.host(h).daemon)) await cluster.startDaemon(h);
+    if (!alive(children.get(`consumer:${h}`))) startConsumer(h);
+    if (!alive(children.get(`producer:${h}`)) && lastSeq(h) < limitPerHost) startProducer(h);
+  }
+}
+
+async function fault(diskFullOk) {
+  const kinds = ['kill-daemon', 'kill-daemon', 'kill-producer', 'kill-consumer', 'pause-daemon', 'cut-ssh'];
+  if (diskFullOk) kinds.push('disk-full');
+  const kind = pick(kinds);
+  const h = pick(HOSTS);
+  if (kind === 'kill-daemon') {
+    const d = cluster.host(h).daemon;
+    if (alive(d)) { await cluster.stopDaemon(h, 'SIGKILL'); counts.kills += 1; }
+    await sleep(rand() * 300);
+    await cluster.startDaemon(h);
+  } else if (kind === 'kill-producer' || kind === 'kill-consumer') {
+    const key = `${kind.slice(5)}:${h}`;
+    const c = children.get(key);
+    if (alive(c)) {
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGKILL');
+      await exited;
+      counts.kills += 1;
+    }
+  } else if (kind === 'pause-daemon') {
+    const d = cluster.host(h).daemon;
+    if (alive(d)) {
+      d.kill('SIGSTOP');
+      counts.pauses += 1;
+      await sleep(200 + rand() * 1300);
+      d.kill('SIGCONT');
+    }
+  } else if (kind === 'cut-ssh') {
+    await sshd.killConnections();
+    counts.cuts += 1;
+  } else if (kind === 'disk-full') {
+    // Fill the host's spool file system, hold it full for a while, then free it.
+    const filler = join(cluster.host(h).dir, 'filler');
+    try {
+      const fs = statfsSync(cluster.host(h).dir);
+      const fd = openSync(filler, 'w');
+      try { ftruncateSync(fd, 0); execFileSync('fallocate', ['-l', String(fs.bavail * fs.bsize), filler]); } catch { /* best effort */ } finally { closeSync(fd); }
+      counts.diskFull += 1;
+      await sleep(500 + rand() * 1500);
+    } finally {
+      rmSync(filler, { force: true });
+    }
+  }
+}
+
+function classify() {
+  const attempted = new Set();
+  const committed = [];
+  for (const h of HOSTS) {
+    for (const line of readFileSync(logPath('producer', h), 'utf8').split('\n')) {
+      if (line.startsWith('attempt ')) for (const id of line.slice(8).split(' ')) attempted.add(id);
+      if (line.startsWith('ok ')) for (const id of line.slice(3).split(' ')) committed.push(id);
+    }
+  }
+  const committedSet = new Set(committed);
+  const result = { ok: 0, lost: 0, duplicated: 0, unexpected: 0, takenTwice: 0, takenAfterCommit: 0, indeterminate: 0, deliveries: 0 };
+  const examples = { lost: [], duplicated: [], unexpected: [] };
+  for (const dest of HOSTS) {
+    const commits = new Map();
+    const takes = new Map();
+    const afterCommit = new Set();
+    let text = '';
+    try { text = readFileSync(logPath('consumer', dest), 'utf8'); } catch { /* no consumer log */ }
+    for (const line of text.split('\n')) {
+      const [verb, , id] = line.split(' ');
+      if (!id) continue;
+      if (verb === 'take') {
+        if ((commits.get(id) ?? 0) > 0) afterCommit.add(id);
+        takes.set(id, (takes.get(id) ?? 0) + 1);
+      } else if (verb === 'commit') commits.set(id, (commits.get(id) ?? 0) + 1);
+    }
+    const leftover = new Map();
+    for (const src of HOSTS.filter((o) => o !== dest)) {
+      const dir = join(cluster.host(dest).root, 'inbox', `from-${src}`, 'new');
+      for (const name of existsSync(dir) ? readdirSync(dir) : []) {
+        const { id } = JSON.parse(readFileSync(join(dir, name), 'utf8'));
+        leftover.set(id, (leftover.get(id) ?? 0) + 1);
+      }
+    }
+    const delivered = (id) => {
+      const c = commits.get(id) ?? 0;
+      const l = leftover.get(id) ?? 0;
+      // Taken, then killed after its commit but before logging it: gone from the inbox, so committed once.
+      const orphan = c === 0 && l === 0 && (takes.get(id) ?? 0) > 0 ? 1 : 0;
+      return c + l + orphan;
+    };
+    const seen = new Set([...commits.keys(), ...leftover.keys(), ...takes.keys()]);
+    for (const id of seen) {
+      if (!attempted.has(id)) { result.unexpected += 1; if (examples.unexpected.length < 5) examples.unexpected.push(`${dest}:${id}`); }
+      if ((commits.get(id) ?? 0) > 1) result.takenTwice += 1;
+    }
+    result.takenAfterCommit += afterCommit.size;
+    for (const id of committed) {
+      if (id.startsWith(`${dest}-`)) continue; // a host does not route its own queue to itself
+      const n = delivered(id);
+      result.deliveries += n;
+      if (n === 1) result.ok += 1;
+      else if (n === 0) { result.lost += 1; if (examples.lost.length < 5) examples.lost.push(`${dest}:${id}`); }
+      else { result.duplicated += 1; if (examples.duplicated.length < 5) examples.duplicated.push(`${dest}:${id}×${n}`); }
+    }
+    // Attempted but never confirmed (the producer died mid-commit): either outcome is correct.
+    for (const id of attempted) if (!committedSet.has(id) && !id.startsWith(`${dest}-`) && delivered(id) > 1) { result.duplicated += 1; examples.duplicated.push(`${dest}:${id}`); }
+  }
+  result.indeterminate = attempted.size - committedSet.size;
+  return { result, examples };
+}
+
+async function settled() {
+  // Nothing left anywhere on the way: outboxes, channels, landing areas, inboxes (consumers still run).
+  for (const h of HOSTS) {
+    const host = cluster.host(h);
+    const spool = await Spool.open(host.root, { host: h });
+    if ((await spool.outbox.entries()).length > 0) return false;
+    for (const peer of readdirSync(join(host.root, 'state', 'channels'))) {
+      const out = join(host.root, 'state', 'channels', peer, 'out');
+      if (existsSync(out) && readdirSync(out).length > 0) return false;
+    }
+    if (readdirSync(join(host.root, 'landing', 'new')).length > 0) return false;
+    for (const q of readdirSync(join(host.root, 'inbox'))) {
+      for (const sub of ['new', 'lease']) if (readdirSync(join(host.root, 'inbox', q, sub)).length > 0) return false;
+    }
+  }
+  return true;
+}
+
+let exitCode = 0;
+try {
+  sshd = await startSshd({});
+  let diskFullOk = true;
+  for (const h of HOSTS) diskFullOk = mountTmpfs(join(work, 'hosts', h), 512) && diskFullOk;
+  cluster = await Cluster.create({
+    hosts: HOSTS, sshd, dir: join(work, 'hosts'), logLevel: 'warn',
+    routes: Object.fromEntries(HOSTS.map((h) => [h, { [`from-${h}`]: HOSTS.filter((o) => o !== h) }])),
+  });
+  say(`chaos: seed ${SEED}, ${KILLS} kills, ${MESSAGES} messages, 3 hosts in ${work}${diskFullOk ? '' : ' (no tmpfs: disk-full faults off)'}`);
+  for (const h of HOSTS) await cluster.startDaemon(h);
+  for (const h of HOSTS) { startConsumer(h); startProducer(h); }
+
+  let lastReport = Date.now();
+  while (counts.kills < KILLS || !producersDone()) {
+    await sleep(50 + rand() * 250);
+    await fault(diskFullOk);
+    await restartDead();
+    if (Date.now() - lastReport > 5000) {
+      lastReport = Date.now();
+      say(`  … ${counts.kills} kills, ${counts.pauses} pauses, ${counts.cuts} cuts, ${counts.diskFull} disk-full; produced ${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)}/${limitPerHost * HOSTS.length}`);
+    }
+  }
+  say('  faults over; draining');
+  for (const h of HOSTS) cluster.host(h).daemon?.kill('SIGCONT');
+  await restartDead();
+  const drainStart = Date.now();
+  while (!(await settled())) {
+    if (Date.now() - drainStart > 600_000) throw new Error('did not drain within 10 minutes');
+    await restartDead();
+    await sleep(500);
+  }
+  for (const [, c] of children) if (alive(c)) c.kill('SIGKILL');
+  await sleep(200);
+  for (const h of HOSTS) {
+    const spool = await Spool.open(cluster.host(h).root, { host: h, maxAttempts: 1000 });
+    await spool.recover(Date.now() + 10 * 60_000); // return leases of consumers killed at the end
+  }
+  const { result, examples } = classify();
+  const wall = ((Date.now() - t0) / 1000).toFixed(1);
+  const line = `chaos seed=${SEED} kills=${counts.kills} pauses=${counts.pauses} ssh-cuts=${counts.cuts} disk-full=${counts.diskFull} messages=${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)} expected-deliveries=${result.ok + result.lost + result.duplicated} ok=${result.ok} lost=${result.lost} duplicated=${result.duplicated} unexpected=${result.unexpected} taken-twice=${result.takenTwice} taken-after-commit=${result.takenAfterCommit} indeterminate=${result.indeterminate} wall=${wall}s`;
+  process.stdout.write(`${line}\n`);
+  if (result.lost + result.duplicated + result.unexpected + result.takenTwice + result.takenAfterCommit > 0) {
+    exitCode = 1;
+    process.stderr.write(`examples: ${JSON.stringify(examples)}\nlogs kept in ${work}\n`);
+  }
+} catch (err) {
+  exitCode = 2;
+  process.stderr.write(`chaos: ${err instanceof Error ? err.stack : String(err)}\nlogs kept in ${work}\n`);
+} finally {
+  for (const [, c] of children) if (alive(c)) c.kill('SIGKILL');
+  for (const h of HOSTS) { cluster?.host(h).daemon?.kill('SIGCONT'); }
+  await cluster?.stopAll('SIGKILL').catch(() => undefined);
+  await sshd?.stop();
+  await sleep(200);
+  for (const m of mounts) { try { execFileSync('umount', ['-l', m]); } catch { /* keep going */ } }
+  if (exitCode === 0 && !KEEP) rmSync(work, { recursive: true, force: true });
+  process.exitCode = exitCode;
+}

@@ -1,0 +1,29 @@
+// Chaos consumer: takes from inbox queues, aborts ~10% of takes, commits the rest; logs take and commit.
+// argv: root host logFile seed queue...
+import { appendFileSync, openSync, fsyncSync } from 'node:fs';
+import { Spool } from '../../dist/index.js';
+
+const [root, host, logFile, seedArg, ...queues] = process.argv.slice(2);
+let seed = Number(seedArg) >>> 0;
+const rand = () => { seed = (seed + 0x6d2b79f5) >>> 0; let t = seed; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+const fd = openSync(logFile, 'a');
+const log = (line) => { appendFileSync(fd, `${line}\n`); fsyncSync(fd); };
+const spool = await Spool.open(root, { host, leaseMs: 2000, maxAttempts: 1000 });
+for (;;) {
+  let took = false;
+  for (const q of queues) {
+    const m = await spool.take(q, { leaseMs: 2000 });
+    if (!m) continue;
+    took = true;
+    const { id } = JSON.parse((await m.read()).toString('utf8'));
+    log(`take ${q} ${id} ${m.name}`);
+    if (rand() < 0.1) {
+      await m.abort('chaos abort');
+      log(`abort ${q} ${id}`);
+    } else {
+      await m.commit();
+      log(`commit ${q} ${id}`);
+    }
+  }
+  if (!took) await new Promise((r) => setTimeout(r, 50));
+}
