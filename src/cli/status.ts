@@ -39,6 +39,8 @@ export interface PeerLine {
   oldestAge: number | null;
   lastSuccess: string | null;
   lastError: string | null;
+  /** The FerryError code of the last error (e.g. EHOSTKEY), when it had one. */
+  lastErrorCode: string | null;
   failures: number;
   /** Messages shipped to the peer since the daemon started. */
   shipped: number;
@@ -95,6 +97,7 @@ export async function gatherStatus(flags: GlobalFlags): Promise<StatusReport> {
     oldestAge: p.oldestMs === null ? null : Math.round(p.oldestMs / 1000),
     lastSuccess: iso(p.lastSuccess),
     lastError: p.lastError ? `${iso(p.lastError.at)} ${p.lastError.message}` : null,
+    lastErrorCode: p.lastError?.code ?? null,
     failures: p.failures,
     shipped: p.shippedMessages,
   }));

@@ -89,6 +89,10 @@ export class Daemon {
         onReload: (ring, errors) => {
           for (const e of errors) this.log.error({ code: e.code, path: e.path }, e.message);
           this.log.info({ keys: ring.size }, 'keys loaded');
+          // Bundles quarantined only for an unknown key get another chance once the key is here.
+          this.receiver?.requeueKeyless((id) => ring.status(id) === 'active')
+            .then((n) => { if (n > 0) { this.receiveDirty = true; this.receiveWake?.(); } })
+            .catch((err: unknown) => this.log.error({ err: String(err) }, 'could not requeue quarantined bundles'));
           this.acceptDirty = true;
           this.acceptWake?.();
         },
@@ -108,6 +112,7 @@ export class Daemon {
       await this.acceptor.recover();
       this.receiver = new Receiver(this.spool, (id) => (id === this.selfKey.id ? this.selfKey : this.keys.ring.openingKey(id)), this.log, { holdMs: this.opts.holdMs });
       await this.receiver.recover();
+      await this.receiver.requeueKeyless((id) => this.keys.ring.status(id) === 'active');
       if (this.config.metrics) await this.startMetrics(this.config.metrics);
       this.drop = new DropIngester(this.spool, (queue) => queueConfig(this.config, queue).settle * 1000, this.log);
       await this.startShippers();

@@ -192,15 +192,72 @@ export class Receiver {
     await unlinkIfExists(join(this.journalDir, journalName));
   }
 
-  /** Moves a landing file to quarantine with a reason file; it is never delivered. */
+  /** Moves a landing file to quarantine with a reason file; it is never delivered as it is. */
   private async quarantine(name: string, err: FerryError): Promise<void> {
     const dir = this.spool.layout.quarantine;
     const qname = `${Date.now()}.${name}`;
-    await replaceFileDurable(join(dir, `${qname}.reason.json`), JSON.stringify({ code: err.code, reason: err.message, at: Date.now(), landing: name }));
+    const keyId = err.code === 'EKEY_UNKNOWN' ? await clearKeyId(join(this.spool.layout.landingNew, name)) : undefined;
+    await replaceFileDurable(join(dir, `${qname}.reason.json`), JSON.stringify({ code: err.code, reason: err.message, at: Date.now(), landing: name, ...(keyId ? { keyId } : {}) }));
     await renameIfExists(join(this.spool.layout.landingNew, name), join(dir, qname));
     await fsyncDir(dir);
     this.counters.quarantined += 1;
     this.log.warn({ landing: name, code: err.code, reason: err.message }, 'bundle quarantined');
+  }
+
+  /**
+   * Gives bundles quarantined only because their key was unknown another chance once that key is
+   * known (a key deployed late, or refused for its mode and then fixed): they go back to the
+   * landing area and are verified from scratch; dedupe keeps anything already delivered from
+   * being delivered twice. Returns how many went back.
+   */
+  async requeueKeyless(known: (keyId: string) => boolean): Promise<number> {
+    const dir = this.spool.layout.quarantine;
+    let requeued = 0;
+    for (const reasonName of await listDir(dir)) {
+      if (!reasonName.endsWith('.reason.json')) continue;
+      let reason: { code?: string; keyId?: string; landing?: string };
+      try {
+        reason = JSON.parse(await fsp.readFile(join(dir, reasonName), 'utf8')) as typeof reason;
+      } catch {
+        continue;
+      }
+      if (reason.code !== 'EKEY_UNKNOWN' || !reason.keyId || !reason.landing || !known(reason.keyId)) continue;
+      const qname = reasonName.slice(0, -'.reason.json'.length);
+      const target = join(this.spool.layout.landingNew, reason.landing);
+      try {
+        await fsp.link(join(dir, qname), target); // never over a bundle of the same name already waiting
+      } catch (err) {
+        if (errno(err) !== 'EEXIST' && errno(err) !== 'ENOENT') throw err;
+        continue;
+      }
+      await unlinkIfExists(join(dir, qname));
+      await unlinkIfExists(join(dir, reasonName));
+      requeued += 1;
+      this.counters.quarantined = Math.max(0, this.counters.quarantined - 1);
+      this.log.info({ landing: reason.landing, keyId: reason.keyId }, 'key now known: quarantined bundle returned to the landing area');
+    }
+    if (requeued > 0) await fsyncDir(this.spool.layout.landingNew);
+    return requeued;
+  }
+}
+
+/** The key id in a bundle's clear prefix (magic, version, mode, id length, id), or undefined. */
+async function clearKeyId(path: string): Promise<string | undefined> {
+  try {
+    const fh = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const buf = Buffer.alloc(7 + 64);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      if (bytesRead < 8 || buf.toString('latin1', 0, 4) !== 'FRY1') return undefined;
+      const len = buf[6] as number;
+      if (len < 1 || len > 64 || 7 + len > bytesRead) return undefined;
+      const id = buf.toString('latin1', 7, 7 + len);
+      return /^[A-Za-z0-9._-]{1,64}$/.test(id) ? id : undefined;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
   }
 }
 
