@@ -1,7 +1,7 @@
 // Chaos consumer: takes from inbox queues, aborts ~10% of takes, commits the rest; logs take and commit.
 // argv: root host logFile seed queue...
 import { appendFileSync, openSync, fsyncSync } from 'node:fs';
-import { Spool } from '../../dist/index.js';
+import { Spool } from '../../dist/spool/spool.js'; // just the spool: children start faster without the daemon's modules
 
 const [root, host, logFile, seedArg, ...queues] = process.argv.slice(2);
 let seed = Number(seedArg) >>> 0;

@@ -1,7 +1,7 @@
 // Chaos producer: commits transactions of 1–4 messages in a loop, logging each attempt before and each commit after.
 // argv: root host queue logFile startSeq seed
 import { appendFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
-import { Spool } from '../../dist/index.js';
+import { Spool } from '../../dist/spool/spool.js'; // just the spool: children start faster without the daemon's modules
 
 const [root, host, queue, logFile, startSeq, seedArg] = process.argv.slice(2);
 let seq = Number(startSeq);

@@ -3,11 +3,11 @@ import { promises as fsp, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
 import { compareNames } from '../maildir/unique.js';
-import { ensureDir, listDir, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
+import { assertRealDirs, ensureDir, isRealDirIfPresent, listDir, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
 import { INBOX_SUBDIRS } from '../spool/layout.js';
-import { validateQueueName } from '../spool/names.js';
+import { isQueueName, validateQueueName } from '../spool/names.js';
 import type { SpoolContext } from '../spool/options.js';
-import { formatLease, leaseExpiry, parseLease, stampExpiry, type LeaseName } from './lease-name.js';
+import { formatLease, leaseExpiry, newLease, parseLease, stampExpiry, type LeaseName } from './lease-name.js';
 import { metaPath, readMeta, writeMeta } from './meta.js';
 import { TakenMessage, returnMessage } from './taken-message.js';
 
@@ -43,14 +43,15 @@ export class Inbox {
   /** Creates the directories of an inbox queue (idempotent). */
   async ensureQueue(queue: string): Promise<string> {
     const dir = this.ctx.layout.inboxQueue(queue);
+    await assertRealDirs([this.ctx.layout.root, this.ctx.layout.inbox]);
     await ensureDir(dir);
     for (const sub of INBOX_SUBDIRS) await ensureDir(join(dir, sub));
     return dir;
   }
 
-  /** The inbox queues that exist. */
+  /** The inbox queues that exist (names that are not valid queue names, like `lost+found`, are ignored). */
   async queues(): Promise<string[]> {
-    return (await listDir(this.ctx.layout.inbox)).filter((q) => !q.startsWith('.')).sort();
+    return (await listDir(this.ctx.layout.inbox)).filter(isQueueName).sort();
   }
 
   /**
@@ -96,20 +97,21 @@ export class Inbox {
 
   /** Leases new/<name> by renaming it into lease/; null when another consumer was faster. */
   private async claim(queue: string, dir: string, name: string, leaseMs: number): Promise<TakenMessage | null> {
-    const lease: LeaseName = { name, pid: process.pid };
+    const lease = newLease(name);
     const leasePath = join(dir, 'lease', formatLease(lease));
     if (!(await renameIfExists(join(dir, 'new', name), leasePath))) return null;
     const st = await fsp.lstat(leasePath);
+    // Read the meta before stamping the expiry: a plain maildir file's meta is derived from its mtime.
+    const meta = await readMeta(dir, queue, name, this.ctx.host, leasePath);
     const expires = Date.now() + leaseMs;
     if (st.isFile()) await stampExpiry(leasePath, expires);
-    const meta = await readMeta(dir, queue, name, this.ctx.host, leasePath);
     if (!st.isFile()) {
       // A symlink, FIFO or device planted in new/: never read through it; park it where an operator looks.
       await writeMeta(dir, name, { ...meta, dead: { reason: `not a regular file (mode ${st.mode.toString(8)})`, at: Date.now() } });
       await renameIfExists(leasePath, join(dir, 'dead', name));
       return null;
     }
-    return new TakenMessage(this.ctx, queue, lease, meta, st.size, expires);
+    return new TakenMessage(this.ctx, queue, lease, meta, st.size, expires, () => this.invalidate(queue));
   }
 
   /**
@@ -119,6 +121,8 @@ export class Inbox {
   async reclaimExpired(queue: string, now = Date.now()): Promise<number> {
     const dir = this.ctx.layout.inboxQueue(queue);
     let returned = 0;
+    // Reclaiming renames files out of lease/: never out of a directory a planted symlink points to.
+    if (!(await isRealDirIfPresent(dir)) || !(await isRealDirIfPresent(join(dir, 'lease')))) return 0;
     for (const leaseName of await listDir(join(dir, 'lease'))) {
       const lease = parseLease(leaseName);
       if (!lease) continue;

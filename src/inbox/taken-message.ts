@@ -36,6 +36,8 @@ export class TakenMessage {
     /** Payload size in bytes. */
     readonly size: number,
     leaseExpires: number,
+    /** Called when the message goes back to its queue, so the taker's listing puts it in front again. */
+    private readonly onReturned: () => void = () => undefined,
   ) {
     this.lease = lease;
     this.leaseExpires = leaseExpires;
@@ -105,7 +107,9 @@ export class TakenMessage {
   async abort(reason = 'aborted by the consumer'): Promise<'returned' | 'dead' | 'gone'> {
     this.assertOpen();
     this.settled = true;
-    return returnMessage(this.ctx, this.queue, this.lease, this.meta, reason);
+    const outcome = await returnMessage(this.ctx, this.queue, this.lease, this.meta, reason);
+    this.onReturned();
+    return outcome;
   }
 
   /** @internal marks the take as finished by its transaction */

@@ -32,7 +32,8 @@ const NAME_TIME_RE = /^(\d{1,15})\.(?:M(\d{1,6}))?/;
 export function nameTime(name: string): [number, number] {
   const m = NAME_TIME_RE.exec(name);
   if (!m) return [Number.MAX_SAFE_INTEGER, 0];
-  return [Number(m[1]), m[2] === undefined ? 0 : Number(m[2].padEnd(6, '0'))];
+  // `M<usec>` is a count of microseconds, unpadded in classic names (Dovecot writes `M5` for 5 µs): compare it by value.
+  return [Number(m[1]), m[2] === undefined ? 0 : Number(m[2])];
 }
 
 /** Orders maildir names oldest first: by the time in the name, then by the whole name. */

@@ -2,7 +2,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
-import { ensureDir, listDir } from '../maildir/fsx.js';
+import { assertRealDirs, ensureDir, isRealDirIfPresent, listDir } from '../maildir/fsx.js';
 import { compareNames } from '../maildir/unique.js';
 import { isQueueName } from '../spool/names.js';
 import type { SpoolContext } from '../spool/options.js';
@@ -34,11 +34,15 @@ export class Outbox {
   /** Every committed entry, oldest first (commit order for ferry's own sends, name time for maildir producers). */
   async entries(): Promise<OutboxEntry[]> {
     const out: OutboxEntry[] = [];
-    for (const name of await listDir(this.ctx.layout.commitsNew)) {
-      if (!name.startsWith('.')) out.push({ kind: 'commit', name, path: join(this.ctx.layout.commitsNew, name) });
+    const { layout } = this.ctx;
+    // Never list through a planted symlink: its target's files would be shipped as messages.
+    await assertRealDirs([layout.root, layout.state, layout.commits, layout.commitsNew, layout.outbox]);
+    for (const name of await listDir(layout.commitsNew)) {
+      if (!name.startsWith('.')) out.push({ kind: 'commit', name, path: join(layout.commitsNew, name) });
     }
     for (const queue of await this.queues()) {
-      const dir = this.ctx.layout.outboxNew(queue);
+      const dir = layout.outboxNew(queue);
+      if (!(await isRealDirIfPresent(layout.outboxQueue(queue))) || !(await isRealDirIfPresent(dir))) continue;
       for (const name of await listDir(dir)) {
         if (!name.startsWith('.')) out.push({ kind: 'raw', name, path: join(dir, name), queue });
       }

@@ -4,7 +4,7 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../errors.js';
-import { createExclusive, fsyncDir, unlinkIfExists, writeAll } from '../maildir/fsx.js';
+import { assertRealDirs, createExclusive, fsyncDir, unlinkIfExists, writeAll } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { crashPoint } from '../spool/crash-point.js';
 import { validateHeaders, validateHostName, validateQueueName } from '../spool/names.js';
@@ -58,11 +58,26 @@ export class Transaction {
   /** Number of messages sent so far in this transaction. */
   get size(): number { return this.messages.length; }
 
-  /** Adds a message to `queue`. Returns its id. Nothing is visible until {@link Transaction.commit}. */
+  /**
+   * Adds a message to `queue`. Returns its id. Nothing is visible until {@link Transaction.commit}.
+   * Invalid names, headers or destinations are refused before anything is written, and leave the
+   * transaction open. A payload that fails while being copied (a stream error, a full disk) aborts
+   * the whole transaction: its bytes are already in the commit file, which could not be read back.
+   */
   async send(queue: string, payload: PayloadInput, opts: SendOptions = {}): Promise<string> {
     this.assertOpen();
     validateQueueName(queue);
     const headers = validateHeaders({ ...(opts.headers ?? {}) });
+    const to = opts.to !== undefined && opts.to.length > 0 ? opts.to.map((h) => validateHostName(h, 'destination')) : undefined;
+    try {
+      return await this.copyPayload(queue, payload, headers, to);
+    } catch (err) {
+      await this.abort(`sending to ${queue} failed`).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async copyPayload(queue: string, payload: PayloadInput, headers: Record<string, string>, to: string[] | undefined): Promise<string> {
     const fh = await this.file();
     let size = 0;
     const push = async (chunk: Uint8Array | string) => {
@@ -85,7 +100,7 @@ export class Transaction {
     }
     const id = uniqueName(this.ctx.host);
     const message: CommitFileMessage = { queue, id, headers, size };
-    if (opts.to !== undefined && opts.to.length > 0) message.to = opts.to.map((h) => validateHostName(h, 'destination'));
+    if (to !== undefined) message.to = to;
     this.messages.push(message);
     return id;
   }
@@ -144,6 +159,7 @@ export class Transaction {
     }
     // 3. The commit point: the file leaves tmp/ (into new/ when it carries messages).
     if (hasSends) {
+      await assertRealDirs([this.ctx.layout.commitsNew]);
       await fsp.rename(this.tmpPath, join(this.ctx.layout.commitsNew, uniqueName(this.ctx.host)));
       crashPoint('txn.after-rename');
       await fsyncDir(this.ctx.layout.commitsNew);
@@ -179,7 +195,11 @@ export class Transaction {
   }
 
   private async file(): Promise<FileHandle> {
-    if (!this.fh) this.fh = await createExclusive(this.tmpPath);
+    if (!this.fh) {
+      const { layout } = this.ctx;
+      await assertRealDirs([layout.root, layout.state, layout.commits, layout.commitsTmp]);
+      this.fh = await createExclusive(this.tmpPath);
+    }
     return this.fh;
   }
 

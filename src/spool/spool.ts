@@ -2,7 +2,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, errno } from '../errors.js';
-import { ensureDir, listDir, unlinkIfExists } from '../maildir/fsx.js';
+import { assertRealDirs, ensureDir, isRealDirIfPresent, listDir, unlinkIfExists } from '../maildir/fsx.js';
 import { Inbox, type TakeOptions } from '../inbox/inbox.js';
 import { InboxDelivery } from '../inbox/delivery.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
@@ -105,19 +105,29 @@ export class Spool implements SpoolContext {
    */
   async recover(now = Date.now()): Promise<RecoveryReport> {
     const report: RecoveryReport = { leasesReturned: 0, tmpRemoved: 0 };
+    const { layout } = this;
+    // Recovery deletes and renames: never through a symlink planted in place of a spool directory.
+    await assertRealDirs([layout.root, layout.state, layout.commits, layout.commitsTmp, layout.outbox, layout.inbox]);
     for (const queue of await this.inbox.queues()) {
       report.leasesReturned += await this.inbox.reclaimExpired(queue, now);
     }
     const keep = await this.inbox.committingTxids();
-    const tmpDirs = [this.layout.commitsTmp];
-    for (const q of await this.outbox.queues()) tmpDirs.push(this.layout.outboxTmp(q));
-    for (const q of await this.inbox.queues()) tmpDirs.push(this.layout.inboxDir(q, 'tmp'));
+    // landing/tmp holds peers' partial uploads: kept for a resume, swept once as old as any tmp debris.
+    const tmpDirs = [layout.commitsTmp, layout.landingTmp];
+    for (const q of await this.outbox.queues()) {
+      if (await isRealDirIfPresent(layout.outboxQueue(q))) tmpDirs.push(layout.outboxTmp(q));
+    }
+    for (const q of await this.inbox.queues()) {
+      if (await isRealDirIfPresent(layout.inboxQueue(q))) tmpDirs.push(layout.inboxDir(q, 'tmp'));
+    }
     for (const dir of tmpDirs) {
+      if (!(await isRealDirIfPresent(dir))) continue;
       for (const name of await listDir(dir)) {
         if (keep.has(name)) continue;
         const path = join(dir, name);
         try {
           const st = await fsp.lstat(path);
+          if (st.isDirectory()) continue; // not ours to remove, and unlink would fail
           if (now - st.mtimeMs > this.options.tmpMaxAgeMs && (await unlinkIfExists(path))) report.tmpRemoved += 1;
         } catch (err) {
           if (errno(err) !== 'ENOENT') throw err;
