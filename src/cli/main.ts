@@ -14,6 +14,7 @@ const lazy = {
   daemon: () => import('./daemon.js'),
   doctor: () => import('./doctor.js'),
   flush: () => import('./flush.js'),
+  request: () => import('./request.js'),
 };
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -43,7 +44,9 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
     .argument('[files...]', 'files to send (none, or "-": stdin)')
     .option('--header <k=v>', 'header kept with each message (repeatable)', collect)
     .option('--to <peer>', 'ship to this peer instead of the route (repeatable)', collect)
-    .addHelpText('after', '\nExamples:\n  ferry send orders order-1.json order-2.json --header kind=order\n  echo hello | ferry send greetings')
+    .option('--reply-to <queue>', 'ask the consumer to reply into this queue on this host (request/response)')
+    .option('--correlation-id <id>', 'mark this message as the reply to a request (FERRY_CORRELATION_ID)')
+    .addHelpText('after', '\nExamples:\n  ferry send orders order-1.json order-2.json --header kind=order\n  echo hello | ferry send greetings\n  ferry send "$FERRY_REPLY_TO" --to "$FERRY_ORIGIN" --correlation-id "$FERRY_CORRELATION_ID" answer.json')
     .action((queue: string, files: string[], _opts, cmd: Command) => run(lazy.send().then((m) => m.sendCommand(queue, files, globals(cmd), io))));
 
   program.command('take')
@@ -80,6 +83,17 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
     .description('ship outboxes to peers and deliver the landing area into inboxes (foreground; logs JSON lines)')
     .addHelpText('after', '\nSignals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the config and keys.\nExample:\n  ferry daemon --config /etc/ferry/ferry.toml')
     .action((_opts, cmd: Command) => run(lazy.daemon().then((m) => m.daemonCommand(globals(cmd), io))));
+
+  program.command('request')
+    .description('send FILE (or stdin) to QUEUE with a reply queue and a correlation id, then print the reply')
+    .argument('<queue>', 'queue name')
+    .argument('[file]', 'the request payload (none, or "-": stdin)')
+    .option('--wait <seconds>', 'how long to wait for the reply (default 30)')
+    .option('--reply-queue <queue>', 'where replies come back on this host (default reply.<host>)')
+    .option('--header <k=v>', 'header kept with the request (repeatable)', collect)
+    .option('--to <peer>', 'ship to this peer instead of the route (repeatable)', collect)
+    .addHelpText('after', '\nThe responder replies with:\n  ferry take QUEUE --exec \'handle | ferry send "$FERRY_REPLY_TO" --to "$FERRY_ORIGIN" --correlation-id "$FERRY_CORRELATION_ID"\'\nExample:\n  ferry request prices query.json --wait 10')
+    .action((queue: string, file: string | undefined, _opts, cmd: Command) => run(lazy.request().then((m) => m.requestCommand(queue, file, globals(cmd), io))));
 
   program.command('doctor')
     .description('check config, spool, keys, peers (reachability, pinned host keys, landing area), disk and clock; prints a fix for each failure')

@@ -9,12 +9,21 @@ import { out, type CliIO } from './io.js';
 export interface SendFlags extends GlobalFlags {
   header?: string[];
   to?: string[];
+  /** Ask the consumer to reply into this queue on our host. */
+  replyTo?: string;
+  /** Mark the message as the reply to the request with this correlation id. */
+  correlationId?: string;
 }
 
 /** Sends; prints one message id per line. */
 export async function sendCommand(queue: string, files: string[], flags: SendFlags, io: CliIO): Promise<number> {
   validateQueueName(queue);
   const headers = parseHeaderArgs(flags.header ?? []);
+  if (flags.replyTo !== undefined) headers['ferry.reply-to'] = validateQueueName(flags.replyTo);
+  if (flags.correlationId !== undefined) {
+    if (!/^[A-Za-z0-9._:-]{1,200}$/.test(flags.correlationId)) throw new FerryError('EHEADER', `--correlation-id ${JSON.stringify(flags.correlationId)} is invalid; expected the FERRY_CORRELATION_ID a request carried`);
+    headers['ferry.correlation-id'] = flags.correlationId;
+  }
   // Check every input before writing anything, so a typo in the third file commits nothing.
   for (const file of files) {
     if (file === '-') continue;

@@ -106,6 +106,9 @@ function runExec(command: string, msg: TakenMessage, queue: string, leaseMs: num
         FERRY_ORIGIN: msg.origin,
         FERRY_QUEUE: queue,
         FERRY_HEADERS: JSON.stringify(msg.headers),
+        // Request/response: reply with `ferry send "$FERRY_REPLY_TO" --to "$FERRY_ORIGIN" --correlation-id "$FERRY_CORRELATION_ID"`.
+        FERRY_REPLY_TO: msg.headers['ferry.reply-to'] ?? '',
+        FERRY_CORRELATION_ID: msg.headers['ferry.correlation-id'] ?? '',
         FERRY_ATTEMPT: String(msg.meta.attempts + 1),
       },
     });

@@ -8,7 +8,7 @@ import { INBOX_SUBDIRS } from '../spool/layout.js';
 import { isQueueName, validateQueueName } from '../spool/names.js';
 import type { SpoolContext } from '../spool/options.js';
 import { formatLease, leaseExpiry, newLease, parseLease, stampExpiry, type LeaseName } from './lease-name.js';
-import { metaPath, readMeta, writeMeta } from './meta.js';
+import { metaPath, readMeta, writeMeta, type InboxMeta } from './meta.js';
 import { TakenMessage, returnMessage } from './taken-message.js';
 
 /** Options of one take. */
@@ -19,6 +19,11 @@ export interface TakeOptions {
   leaseMs?: number;
   /** Stops waiting early. */
   signal?: AbortSignal;
+  /**
+   * Take only a message whose meta matches (oldest first among those); the others stay untouched.
+   * Reads each waiting message's meta, so it suits small queues such as a reply queue. Default: any.
+   */
+  match?: (meta: InboxMeta) => boolean;
 }
 
 /** Depths of one inbox queue. */
@@ -64,7 +69,7 @@ export class Inbox {
     const deadline = Date.now() + (opts.waitMs ?? 0);
     const leaseMs = opts.leaseMs ?? this.ctx.options.leaseMs;
     for (;;) {
-      const taken = await this.tryTake(queue, dir, leaseMs);
+      const taken = opts.match ? await this.tryTakeMatching(queue, dir, leaseMs, opts.match) : await this.tryTake(queue, dir, leaseMs);
       if (taken) return taken;
       if ((await this.reclaimExpired(queue)) > 0) continue;
       const left = deadline - Date.now();
@@ -93,6 +98,17 @@ export class Inbox {
         if (taken) return taken;
       }
     }
+  }
+
+  private async tryTakeMatching(queue: string, dir: string, leaseMs: number, match: (meta: InboxMeta) => boolean): Promise<TakenMessage | null> {
+    const names = (await listDir(join(dir, 'new'))).filter((n) => !n.startsWith('.')).sort(compareNames);
+    for (const name of names) {
+      const meta = await readMeta(dir, queue, name, this.ctx.host, join(dir, 'new', name));
+      if (!match(meta)) continue;
+      const taken = await this.claim(queue, dir, name, leaseMs);
+      if (taken) return taken;
+    }
+    return null;
   }
 
   /** Leases new/<name> by renaming it into lease/; null when another consumer was faster. */
