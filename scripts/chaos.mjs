@@ -13,7 +13,7 @@
 // Not injected: clock jumps (ferry's lease and lifetime logic reads the wall clock; changing the
 // machine's clock would disturb everything else running here).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
