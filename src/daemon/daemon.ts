@@ -177,6 +177,8 @@ export class Daemon {
     if (!p) throw new FerryError('ECONFIG', `peer ${peer} is not configured`, { peer });
     return new SftpTransport({
       peer, host: p.host, port: p.port, username: p.user, identity: p.identity, knownHosts: p.knownHosts, remoteRoot: p.remoteRoot,
+      // The peer delivers a bundle while it still sits in its landing area: never fill its disk past the point where it can.
+      keepDeliveryRoom: true,
       logger: this.log.child({ peer }) as never,
     });
   }

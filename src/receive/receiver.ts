@@ -170,7 +170,22 @@ export class Receiver {
     }
     const journal: Journal = { landing: name, origin, epoch, seqs, items: delivery.items };
     const journalName = `${name}.json`;
-    await replaceFileDurable(join(this.journalDir, journalName), JSON.stringify(journal));
+    try {
+      await replaceFileDurable(join(this.journalDir, journalName), JSON.stringify(journal));
+    } catch (err) {
+      // No commit (a full disk, an I/O error): throw the prepared messages away, or their tmp files hold the space a
+      // full disk needs until the 36 h tmp sweep. The journal goes first — it may exist if only the directory fsync
+      // failed, and a journal naming tmp files that are gone would replay as "published already" (a loss).
+      this.counters.lastError = { at: Date.now(), message: err instanceof Error ? err.message : String(err) };
+      try {
+        await fsp.unlink(join(this.journalDir, journalName));
+      } catch (unlinkErr) {
+        // Not there (ENOENT, or ENOTDIR: the directory itself is gone), or the tmp files must stay: keep them then.
+        if (errno(unlinkErr) !== 'ENOENT' && errno(unlinkErr) !== 'ENOTDIR') throw err;
+      }
+      await delivery.discard();
+      throw err;
+    }
     crashPoint('receive.after-journal');
     await this.finish(journal, journalName);
     this.counters.bundles += 1;

@@ -50,6 +50,12 @@ export interface SftpTransportOptions {
   chunkBytes?: number;
   /** When a leftover partial upload may be resumed; see {@link ResumePolicy}. Default `'after-cut'`. */
   resume?: ResumePolicy;
+  /**
+   * Start an upload only when the peer keeps enough free space to deliver what its landing area holds, this file
+   * included (see {@link SftpTransport.ensureRoom}); refused uploads reject with EREMOTE_FULL. The daemon turns this on.
+   * Default false.
+   */
+  keepDeliveryRoom?: boolean;
   /** Where to log (pino-compatible). Default: nothing. */
   logger?: TransportLogger;
 }
@@ -92,6 +98,16 @@ const MAX_REMEMBERED_ATTEMPTS = 10_000;
 type AttemptEnd = 'cut' | 'failed';
 
 /**
+ * Free space a peer needs to deliver a landed file of `size` bytes into its inbox: the payloads, a block or two per
+ * message for partly filled blocks and metadata files (the count is the second field of a bundle name,
+ * `<firstSeq>-<count>-…`; 1 when the name says nothing), and a little for journals.
+ */
+function deliveryRoom(name: string, size: number): number {
+  const count = Number(/^\d+-(\d+)-/.exec(name)?.[1] ?? 1);
+  return size + count * 8 * KiB + 64 * KiB;
+}
+
+/**
  * {@link Transport} over SSH/SFTP (ssh2) to one peer. One SSH connection per transport, opened on first use and
  * reopened on the next call after it drops (the daemon owns backoff). The host key is pinned from known_hosts;
  * the SFTP server must offer fsync, posix-rename and hardlink extensions.
@@ -110,6 +126,10 @@ export class SftpTransport implements Transport {
   private closed = false;
   private readonly locks = new KeyedLock();
   private readonly lastAttempt = new Map<string, AttemptEnd>();
+  /** Uploads under way on this transport: their size and bytes acknowledged so far (for the room check). */
+  private readonly inFlight = new Map<string, { size: number; sent: number }>();
+  /** Room checks run one at a time, so concurrent uploads each see the ones admitted before them. */
+  private roomChecks: Promise<void> = Promise.resolve();
   private readonly counters: SftpTransportStats = { bytesSent: 0, publishes: 0, resumes: 0, connects: 0 };
 
   constructor(options: SftpTransportOptions) {
@@ -128,6 +148,7 @@ export class SftpTransport implements Transport {
       windowBytes: options.windowBytes ?? 8 * MiB,
       chunkBytes: options.chunkBytes ?? 255 * KiB,
       resume: options.resume ?? 'after-cut',
+      keepDeliveryRoom: options.keepDeliveryRoom ?? false,
       logger: options.logger ?? silentLogger,
     };
     this.peer = options.peer;
@@ -247,6 +268,7 @@ export class SftpTransport implements Transport {
       if (s !== undefined) this.remember(name, s.open ? 'failed' : 'cut');
       throw err instanceof FerryError ? err : remoteError(err, { peer: this.peer, action: `publish ${name}` });
     } finally {
+      this.inFlight.delete(name);
       await src.handle.close();
     }
   }
@@ -265,13 +287,19 @@ export class SftpTransport implements Transport {
       return 'already';
     }
 
+    if (this.opts.keepDeliveryRoom) await this.ensureRoom(s, name, src.size, tmpStat?.isFile() ? tmpStat.size : 0);
     const { handle, offset } = await this.openTmp(s, src, name, tmp, tmpStat);
     let closed = false;
     try {
       // Force 0600 even when the tmp file pre-existed with another mode (open's mode only applies on create).
       const chmod = s.call<void>('chmod landing/tmp', tmp, (cb) => s.sftp.fchmod(handle, 0o600, cb));
       chmod.catch(() => undefined); // awaited below; this only keeps an early write failure from orphaning it
-      const progress = this.safeProgress(onProgress);
+      const report = this.safeProgress(onProgress);
+      const progress: ProgressFn = (sent, total) => {
+        const f = this.inFlight.get(name);
+        if (f) f.sent = sent;
+        report(sent, total);
+      };
       progress(offset, src.size);
       await this.writeRange(s, handle, src, offset, tmp, progress);
       await chmod;
@@ -309,7 +337,64 @@ export class SftpTransport implements Transport {
     }
     // Both requests go out together; the directory fsync is what makes the publish durable.
     await Promise.all([this.unlinkQuiet(s, tmp), this.fsyncNewDir(s)]);
+    const room = s.cache.get('landingRoom');
+    if (typeof room === 'number') s.cache.set('landingRoom', Math.max(room, deliveryRoom(name, src.size)));
     return 'published';
+  }
+
+  /**
+   * Refuse (EREMOTE_FULL, retried with backoff) to start an upload that would leave the peer unable to drain its
+   * landing area. The peer delivers a bundle by writing its messages into the inbox while the bundle still sits in
+   * landing/new, so it needs free space as large as the bundle (plus a block or two per message); a sender that fills
+   * the peer's disk with bundles (uploads grab whatever a consumer frees) wedges it for good: nothing can be
+   * delivered, so nothing is consumed. So upload only when, after this bundle lands, the free space (minus what this
+   * transport's other uploads still have to write) still lets the peer deliver the largest bundle waiting in
+   * landing/new, this one and the other uploads included. `partial` is what a leftover tmp file of this name already
+   * holds (resumed or removed, never extra). Skipped when the server has no statvfs extension. landing/new is listed
+   * once per connection, and again only when the figure at hand would refuse the upload.
+   */
+  private ensureRoom(s: SftpSession, name: string, size: number, partial: number): Promise<void> {
+    const check = this.roomChecks.then(() => this.checkRoom(s, name, size, partial));
+    this.roomChecks = check.catch(() => undefined);
+    return check;
+  }
+
+  private async checkRoom(s: SftpSession, name: string, size: number, partial: number): Promise<void> {
+    const free = await this.freeBytes(s);
+    if (free === undefined) return;
+    let pending = 0;
+    let largest = deliveryRoom(name, size);
+    for (const [other, f] of this.inFlight) {
+      if (other === name) continue;
+      pending += Math.max(0, f.size - f.sent);
+      largest = Math.max(largest, deliveryRoom(other, f.size));
+    }
+    const after = free - pending - Math.max(0, size - partial);
+    const fits = (landing: number) => after >= Math.max(largest, landing);
+    const cached = s.cache.get('landingRoom');
+    if (typeof cached !== 'number' || !fits(cached)) {
+      const listed = await this.landingRoom(s);
+      s.cache.set('landingRoom', listed);
+      if (!fits(listed)) {
+        throw new FerryError(
+          'EREMOTE_FULL',
+          `peer ${this.peer}: the remote disk or quota is too full to take ${name} (${size} bytes; ${free} bytes free) and still deliver what its landing area holds; waiting for it to drain`,
+          { peer: this.peer, path: posix.join(this.landing, 'tmp', name) },
+        );
+      }
+    }
+    this.inFlight.set(name, { size, sent: partial });
+  }
+
+  /** The free space the peer needs to deliver the largest bundle in landing/new (0 when it is empty). */
+  private async landingRoom(s: SftpSession): Promise<number> {
+    const dir = this.newDir;
+    try {
+      const list = await s.call<Array<{ filename: string; attrs: Stats }>>('list landing/new', dir, (cb) => s.sftp.readdir(dir, cb));
+      return list.reduce((max, e) => Math.max(max, deliveryRoom(e.filename, e.attrs.size ?? 0)), 0);
+    } catch (err) {
+      throw remoteError(err, { peer: this.peer, action: 'list landing/new', path: dir });
+    }
   }
 
   /** Open the tmp file: continue a leftover when allowed and its tail matches the local bytes, else create it afresh. */
