@@ -57,13 +57,15 @@ function mountTmpfs(dir, mib) {
 }
 
 function spawnChild(key, script, args) {
-  const child = spawn(process.execPath, [join(here, 'chaos', script), ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CHAOS_LIMIT: String(limitPerHost) } });
+  const child = spawn(process.execPath, [join(here, 'chaos', script), ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CHAOS_LIMIT: String(limitPerHost), CHAOS_PACE_MS: String(paceMs) } });
   child.stderr.on('data', () => undefined);
   children.set(key, child);
   return child;
 }
 
 const limitPerHost = Math.ceil(MESSAGES / HOSTS.length);
+// Spread production over the expected fault period (about 3 kills a second), so faults hit a busy system.
+const paceMs = Math.max(0, Math.floor(((KILLS / 3) * 1000) / (limitPerHost / 2.5)));
 const logPath = (kind, host) => join(work, `${kind}-${host}.log`);
 function lastSeq(host) {
   // A restarted producer continues after the highest sequence it ever attempted.
@@ -83,22 +85,22 @@ const producersDone = () => HOSTS.every((h) => lastSeq(h) >= limitPerHost && !al
 
 async function restartDead() {
   for (const h of HOSTS) {
-    if (!alive(cluster.host(h).daemon)) await cluster.startDaemon(h);
+    if (!alive(cluster.host(h).daemon)) await cluster.startDaemon(h, {}, false);
     if (!alive(children.get(`consumer:${h}`))) startConsumer(h);
     if (!alive(children.get(`producer:${h}`)) && lastSeq(h) < limitPerHost) startProducer(h);
   }
 }
 
 async function fault(diskFullOk) {
-  const kinds = ['kill-daemon', 'kill-daemon', 'kill-producer', 'kill-consumer', 'pause-daemon', 'cut-ssh'];
+  const kinds = ['kill-daemon', 'kill-daemon', 'kill-daemon', 'kill-producer', 'kill-consumer', 'kill-consumer', 'pause-daemon', 'cut-ssh'];
   if (diskFullOk) kinds.push('disk-full');
   const kind = pick(kinds);
   const h = pick(HOSTS);
   if (kind === 'kill-daemon') {
     const d = cluster.host(h).daemon;
     if (alive(d)) { await cluster.stopDaemon(h, 'SIGKILL'); counts.kills += 1; }
-    await sleep(rand() * 300);
-    await cluster.startDaemon(h);
+    await sleep(rand() * 100);
+    await cluster.startDaemon(h, {}, false);
   } else if (kind === 'kill-producer' || kind === 'kill-consumer') {
     const key = `${kind.slice(5)}:${h}`;
     const c = children.get(key);
@@ -113,7 +115,7 @@ async function fault(diskFullOk) {
     if (alive(d)) {
       d.kill('SIGSTOP');
       counts.pauses += 1;
-      await sleep(200 + rand() * 1300);
+      await sleep(100 + rand() * 700);
       d.kill('SIGCONT');
     }
   } else if (kind === 'cut-ssh') {
@@ -121,13 +123,13 @@ async function fault(diskFullOk) {
     counts.cuts += 1;
   } else if (kind === 'disk-full') {
     // Fill the host's spool file system, hold it full for a while, then free it.
-    const filler = join(cluster.host(h).dir, 'filler');
+    const filler = join(cluster.host(h).root, 'filler');
     try {
-      const fs = statfsSync(cluster.host(h).dir);
+      const fs = statfsSync(cluster.host(h).root);
       const fd = openSync(filler, 'w');
       try { ftruncateSync(fd, 0); execFileSync('fallocate', ['-l', String(fs.bavail * fs.bsize), filler]); } catch { /* best effort */ } finally { closeSync(fd); }
       counts.diskFull += 1;
-      await sleep(500 + rand() * 1500);
+      await sleep(300 + rand() * 900);
     } finally {
       rmSync(filler, { force: true });
     }
@@ -218,7 +220,8 @@ let exitCode = 0;
 try {
   sshd = await startSshd({});
   let diskFullOk = true;
-  for (const h of HOSTS) diskFullOk = mountTmpfs(join(work, 'hosts', h), 512) && diskFullOk;
+  // Each spool root (only the spool: logs, keys and configs stay off it) is its own small tmpfs.
+  for (const h of HOSTS) diskFullOk = mountTmpfs(join(work, 'hosts', h, 'spool'), 512) && diskFullOk;
   cluster = await Cluster.create({
     hosts: HOSTS, sshd, dir: join(work, 'hosts'), logLevel: 'warn',
     routes: Object.fromEntries(HOSTS.map((h) => [h, { [`from-${h}`]: HOSTS.filter((o) => o !== h) }])),
@@ -229,7 +232,7 @@ try {
 
   let lastReport = Date.now();
   while (counts.kills < KILLS || !producersDone()) {
-    await sleep(50 + rand() * 250);
+    await sleep(30 + rand() * 200);
     await fault(diskFullOk);
     await restartDead();
     if (Date.now() - lastReport > 5000) {

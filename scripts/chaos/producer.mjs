@@ -21,6 +21,8 @@ while (seq < limit) {
   for (const id of ids) await tx.send(queue, JSON.stringify({ id, pad: 'x'.repeat(Math.floor(rand() * 2000)) }), { headers: { chaos: id } });
   await tx.commit();
   log(`ok ${ids.join(' ')}`);
-  if (rand() < 0.3) await new Promise((r) => setTimeout(r, Math.floor(rand() * 20)));
+  const pace = Number(process.env.CHAOS_PACE_MS ?? 0);
+  if (pace > 0) await new Promise((r) => setTimeout(r, Math.floor(rand() * 2 * pace)));
+  else if (rand() < 0.3) await new Promise((r) => setTimeout(r, Math.floor(rand() * 20)));
 }
 closeSync(fd);

@@ -98,14 +98,19 @@ export class Cluster {
     return Spool.open(this.host(name).root, { host: name });
   }
 
-  /** Starts a host's daemon as a child process; resolves once it is up (its control socket answers). */
-  async startDaemon(name: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+  /**
+   * Starts a host's daemon as a child process; resolves once it is up (its control socket answers),
+   * or at once with `wait: false` (the chaos harness restarts many daemons without waiting).
+   */
+  async startDaemon(name: string, env: Record<string, string> = {}, wait = true): Promise<ChildProcess> {
     const h = this.host(name);
     const log = createWriteStream(h.log, { flags: 'a' });
+    log.on('error', () => undefined); // a full disk must not take the harness down with it
     const child = spawn(process.execPath, [FERRY_BIN, 'daemon', '--config', h.config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     h.daemon = child;
+    if (!wait) return child;
     const { askDaemon } = await import('../daemon/lock.js');
     const t0 = Date.now();
     while (Date.now() - t0 < 15_000) {
