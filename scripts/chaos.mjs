@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run chaos -- [--kills N] [--messages M] [--seed S] [--keep]
+// npm run chaos -- [--kills N] [--messages M] [--seed S] [--max-minutes T] [--keep] [--quiet]
 //
 // Three hosts on this machine (separate spools, one private loopback sshd), each with a producer
 // committing transactions into a queue fanned out to the two other hosts, and a consumer taking
@@ -28,6 +28,8 @@ const KILLS = Number(opt('kills', 50));
 const MESSAGES = Number(opt('messages', 3000));
 const SEED = Number(opt('seed', Date.now() % 1_000_000));
 const KEEP = argv.includes('--keep');
+// Stop injecting faults after this long even if fewer kills were reached (the summary says how many).
+const MAX_MINUTES = Number(opt('max-minutes', Infinity));
 const QUIET = argv.includes('--quiet');
 const HOSTS = ['alpha', 'beta', 'gamma'];
 
@@ -92,7 +94,8 @@ async function restartDead() {
 }
 
 async function fault(diskFullOk) {
-  const kinds = ['kill-daemon', 'kill-daemon', 'kill-daemon', 'kill-producer', 'kill-consumer', 'kill-consumer', 'pause-daemon', 'cut-ssh'];
+  // Daemon restarts cost an SSH handshake and a recovery each; producers and consumers restart cheaply.
+  const kinds = ['kill-daemon', 'kill-daemon', 'kill-producer', 'kill-producer', 'kill-consumer', 'kill-consumer', 'kill-consumer', 'pause-daemon', 'cut-ssh'];
   if (diskFullOk) kinds.push('disk-full');
   const kind = pick(kinds);
   const h = pick(HOSTS);
@@ -231,7 +234,8 @@ try {
   for (const h of HOSTS) { startConsumer(h); startProducer(h); }
 
   let lastReport = Date.now();
-  while (counts.kills < KILLS || !producersDone()) {
+  const faultDeadline = t0 + MAX_MINUTES * 60_000;
+  while ((counts.kills < KILLS || !producersDone()) && !(Date.now() > faultDeadline && producersDone())) {
     await sleep(30 + rand() * 200);
     await fault(diskFullOk);
     await restartDead();
