@@ -21,7 +21,6 @@ export const ERROR_CODES = {
   ESPOOL_XDEV: 'fatal',
   ENOT_INIT: 'fatal',
   ETXN_CLOSED: 'fatal',
-  ETXN_EMPTY: 'fatal',
   ELEASE_LOST: 'fatal',
   ETIMEOUT: 'recoverable',
   ELOCKED: 'fatal',
@@ -52,9 +51,7 @@ export const ERROR_CODES = {
   EHOSTKEY_UNKNOWN: 'fatal',
   ESFTP_EXTENSION: 'fatal',
   EREMOTE_FULL: 'recoverable',
-  // channels
-  ECHANNEL_GAP: 'recoverable',
-  ECHANNEL_BACKWARDS: 'fatal',
+  // local resources
   EDISK_FULL: 'recoverable',
 } as const;
 
