@@ -118,6 +118,7 @@ export class Acceptor {
 
   /** Finishes a committed pass left by a crash, and discards bundles of a pass that never committed. */
   async recover(): Promise<void> {
+    this.states.clear(); // re-read sequences from disk: a failed pass may have left the cache ahead or behind
     let journal: Journal | undefined;
     try {
       journal = journalSchema.parse(JSON.parse(await fsp.readFile(this.journalPath, 'utf8')));
@@ -185,6 +186,9 @@ export class Acceptor {
         }
         journal.next[peer] = seq;
       }
+      // The bundles' directory entries must be durable before the journal names them: replaying a
+      // journal treats a missing tmp bundle as already moved, and would then remove the sources.
+      await Promise.all([...perDest.keys()].map((peer) => fsyncDir(this.channel(peer).tmp)));
       crashPoint('accept.before-journal');
       await replaceFileDurable(this.journalPath, JSON.stringify(journal));
       crashPoint('accept.after-journal');
@@ -289,6 +293,7 @@ export class Acceptor {
 
   private async writeBundle(peer: string, name: string, key: SealKey, epoch: string, firstSeq: number, group: PendingMessage[]): Promise<void> {
     const path = join(this.channel(peer).tmp, name);
+    await unlinkIfExists(path); // debris of a pass that failed before its journal: same name, never published
     const fh = await createExclusive(path);
     try {
       const messages: OutgoingMessage[] = group.map((m, i) => ({

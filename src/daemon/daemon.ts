@@ -277,6 +277,8 @@ export class Daemon {
       } catch (err) {
         this.lastAcceptError = { at: Date.now(), message: String(err instanceof Error ? err.message : err) };
         this.log.error({ err: this.lastAcceptError.message }, 'accepting outbox messages failed; retrying');
+        // Finish (or discard) what the failed pass left: a committed journal, tmp bundles, a stale sequence cache.
+        await this.acceptor.recover().catch((recoverErr: unknown) => this.log.error({ err: String(recoverErr) }, 'accept recovery failed; retrying'));
         this.acceptDirty = true;
         delay = 1_000;
         await this.waitFor('accept', delay);

@@ -8,7 +8,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
-import { ensureDir, fsyncDir, listDir, renameIfExists, replaceFileDurable, unlinkIfExists } from '../maildir/fsx.js';
+import { ensureDir, fsyncDir, listDir, openRegularForRead, renameIfExists, replaceFileDurable, unlinkIfExists } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { isQueueName } from '../spool/names.js';
 import type { Spool } from '../spool/spool.js';
@@ -89,8 +89,16 @@ export class DropIngester {
     }
     // Complete. Make the bytes durable (the writer may never have fsynced), then commit by rename.
     await this.spool.outbox.ensureQueue(queue);
-    const fh = await fsp.open(path, 'r');
+    // Open without following a symlink or blocking on a FIFO swapped in since the lstat, and make
+    // sure it is still the file that was checked before touching its mode.
+    const fh = await openRegularForRead(path).catch((err: unknown) => {
+      if (errno(err) === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (!fh) return false;
     try {
+      const now2 = await fh.stat();
+      if (now2.ino !== st.ino || now2.dev !== st.dev) return false; // replaced meanwhile: look again next pass
       // Tighten the mode when we own the file; a file another user dropped keeps its owner's mode.
       await fh.chmod(0o600).catch(() => undefined);
       await fh.sync();

@@ -70,7 +70,12 @@ export async function writeNewFile(path: string, data: string | Uint8Array, sync
  */
 export async function replaceFileDurable(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  await writeNewFile(tmp, data);
+  try {
+    await writeNewFile(tmp, data);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined); // a full disk must not collect half-written temps
+    throw err;
+  }
   try {
     await fsp.rename(tmp, path);
   } catch (err) {

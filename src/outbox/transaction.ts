@@ -157,17 +157,22 @@ export class Transaction {
       await this.abort('lease lost while committing').catch(() => undefined);
       throw err;
     }
-    // 3. The commit point: the file leaves tmp/ (into new/ when it carries messages).
+    // The marks must be durable before the commit point, or a power loss could bring back an
+    // unmarked lease for a transaction whose sends survived (the message would be processed twice).
+    if (hasTakes) await Promise.all([...new Set(this.taken.map((m) => join(m.queueDir, 'lease')))].map((d) => fsyncDir(d)));
+    // 3. The commit point: the file leaves tmp/ (into new/ when it carries messages). From here on
+    //    the transaction is committed whatever fails next: abort() must never undo it.
     if (hasSends) {
       await assertRealDirs([this.ctx.layout.commitsNew]);
       await fsp.rename(this.tmpPath, join(this.ctx.layout.commitsNew, uniqueName(this.ctx.host)));
+      this.state = 'committed';
       crashPoint('txn.after-rename');
       await fsyncDir(this.ctx.layout.commitsNew);
     } else {
       await fsp.unlink(this.tmpPath);
+      this.state = 'committed';
     }
     await fsyncDir(this.ctx.layout.commitsTmp);
-    this.state = 'committed';
     crashPoint('txn.after-commit');
     // 4. Remove the taken messages. A crash here leaves marked leases that recovery removes.
     for (const msg of this.taken) {
@@ -178,7 +183,11 @@ export class Transaction {
     return this.messages.map((m) => m.id);
   }
 
-  /** Discards the messages sent and returns the messages taken to their queues (one attempt counted). */
+  /**
+   * Discards the messages sent and returns the messages taken to their queues (one attempt counted).
+   * The taken messages go back first: while one of them still carries this transaction's mark, the
+   * commit file must stay in tmp/, because its absence is what says "committed" to recovery.
+   */
   async abort(reason = 'transaction aborted'): Promise<void> {
     if (this.state !== 'open') return;
     this.state = 'aborted';
@@ -186,12 +195,18 @@ export class Transaction {
       await this.fh.close().catch(() => undefined);
       this.fh = undefined;
     }
-    await unlinkIfExists(this.tmpPath);
+    let stillMarked = false;
     for (const msg of this.taken) {
       msg.ownedByTransaction = false;
-      await msg.abort(reason).catch(() => undefined);
+      try {
+        await msg.abort(reason);
+      } catch {
+        // Left leased (and maybe marked): it returns when its lease expires, as uncommitted.
+        if (msg.lease.txid !== undefined) stillMarked = true;
+      }
       this.inbox.invalidate(msg.queue);
     }
+    if (!stillMarked) await unlinkIfExists(this.tmpPath);
   }
 
   private async file(): Promise<FileHandle> {

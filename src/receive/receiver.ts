@@ -70,9 +70,10 @@ export class Receiver {
     await this.dedupe.load();
     for (const name of await listDir(this.journalDir)) {
       if (!name.endsWith('.json')) continue;
-      const journal = journalSchema.parse(JSON.parse(await fsp.readFile(join(this.journalDir, name), 'utf8')));
+      const journal = await this.readJournal(name);
+      if (!journal) continue;
       this.log.info({ landing: journal.landing, messages: journal.items.length }, 'finishing a delivery interrupted by a crash');
-      await this.finish(journal as unknown as Journal, name);
+      await this.finish(journal, name);
     }
   }
 
@@ -106,6 +107,13 @@ export class Receiver {
     if (!st.isFile()) {
       await this.quarantine(name, new FerryError('EENVELOPE_FORMAT', `landing entry ${name} is not a regular file`));
       return 'quarantined';
+    }
+    // A delivery of this very file that journaled and then failed part-way (a full disk, EIO) is
+    // finished from its journal, never decoded again: a second decode would deliver twice.
+    const pending = await this.readJournal(`${name}.json`);
+    if (pending) {
+      await this.finish(pending, `${name}.json`);
+      return 'delivered';
     }
     const parts = parseBundleName(name);
     if (parts && parts.firstSeq > this.dedupe.expected(parts.origin, parts.epoch) && Date.now() - st.mtimeMs < this.holdMs && this.dedupe.mark(parts.origin, parts.epoch)) {
@@ -193,6 +201,16 @@ export class Receiver {
     this.counters.duplicates += duplicates;
     this.counters.lastDelivery = Date.now();
     return 'delivered';
+  }
+
+  /** The journal named `journalName`, or undefined when there is none. */
+  private async readJournal(journalName: string): Promise<Journal | undefined> {
+    try {
+      return journalSchema.parse(JSON.parse(await fsp.readFile(join(this.journalDir, journalName), 'utf8'))) as unknown as Journal;
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return undefined;
+      throw err;
+    }
   }
 
   /** Completes a journaled delivery (idempotent). */
