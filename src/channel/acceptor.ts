@@ -81,6 +81,16 @@ interface PendingMessage {
 
 const READ_CHUNK = 1024 * 1024;
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.lstat(path);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
 async function* readRange(fh: FileHandle, start: number, size: number): AsyncIterable<Uint8Array> {
   let pos = start;
   const end = start + size;
@@ -147,6 +157,10 @@ export class Acceptor {
   /** One pass: moves a batch of the oldest outbox entries into channels. */
   async acceptOnce(): Promise<AcceptResult> {
     const result: AcceptResult = { messages: 0, bundles: new Map(), held: 0 };
+    // A journal still here means an earlier pass committed but did not finish (its apply failed, e.g.
+    // on a full disk): its sources are still in the outbox. Finish it first, or they would be sealed
+    // again under new sequence numbers and delivered twice. If finishing fails, this pass fails too.
+    if (await exists(this.journalPath)) await this.recover();
     const handles: FileHandle[] = [];
     try {
       const entries = await this.spool.outbox.entries();
