@@ -88,9 +88,21 @@ export class Receiver {
       return a.parts.firstSeq - b.parts.firstSeq;
     });
     let delivered = 0;
-    for (const { name } of keyed) {
-      if ((await this.processBundle(name)) === 'delivered') delivered += 1;
+    let firstError: unknown;
+    const stalled = new Set<string>();
+    for (const { name, parts } of keyed) {
+      // One bundle that cannot be delivered now (a full disk…) must not stall other channels; the
+      // rest of its own channel waits behind it, so order per origin holds.
+      const channel = parts ? `${parts.origin}/${parts.epoch}` : undefined;
+      if (channel !== undefined && stalled.has(channel)) continue;
+      try {
+        if ((await this.processBundle(name)) === 'delivered') delivered += 1;
+      } catch (err) {
+        firstError ??= err;
+        if (channel !== undefined) stalled.add(channel);
+      }
     }
+    if (firstError !== undefined) throw firstError;
     return delivered;
   }
 
@@ -116,7 +128,9 @@ export class Receiver {
       return 'delivered';
     }
     const parts = parseBundleName(name);
-    if (parts && parts.firstSeq > this.dedupe.expected(parts.origin, parts.epoch) && Date.now() - st.mtimeMs < this.holdMs && this.dedupe.mark(parts.origin, parts.epoch)) {
+    // A bundle ahead of the next expected sequence (a new channel epoch expects 1) waits a little for
+    // the earlier ones, which a pipelined sender may still be uploading: order per origin (I9).
+    if (parts && parts.firstSeq > this.dedupe.expected(parts.origin, parts.epoch) && Date.now() - st.mtimeMs < this.holdMs) {
       return 'held';
     }
     const delivery = this.spool.delivery();
