@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { FerryError, errno, isFerryError } from '../errors.js';
 import { writeSealedBundle, type OutgoingMessage, type SealKey } from '../envelope/index.js';
-import { createExclusive, ensureDir, fsyncDir, listDir, openRegularForRead, parentOf, renameIfExists, replaceFileDurable, unlinkIfExists, writeAll } from '../maildir/fsx.js';
+import { createExclusive, ensureDir, fsyncDir, listDir, openRegularForRead, parentOf, renameIfExists, replaceFileDurable, unlinkIfExists, writeAll, pathExists } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { openCommitFile } from '../outbox/commit-file.js';
 import type { OutboxEntry } from '../outbox/outbox.js';
@@ -81,15 +81,6 @@ interface PendingMessage {
 
 const READ_CHUNK = 1024 * 1024;
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await fsp.lstat(path);
-    return true;
-  } catch (err) {
-    if (errno(err) === 'ENOENT') return false;
-    throw err;
-  }
-}
 
 async function* readRange(fh: FileHandle, start: number, size: number): AsyncIterable<Uint8Array> {
   let pos = start;
@@ -160,7 +151,7 @@ export class Acceptor {
     // A journal still here means an earlier pass committed but did not finish (its apply failed, e.g.
     // on a full disk): its sources are still in the outbox. Finish it first, or they would be sealed
     // again under new sequence numbers and delivered twice. If finishing fails, this pass fails too.
-    if (await exists(this.journalPath)) await this.recover();
+    if (await pathExists(this.journalPath)) await this.recover();
     const handles: FileHandle[] = [];
     try {
       const entries = await this.spool.outbox.entries();

@@ -3,7 +3,7 @@ import { promises as fsp, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
 import { compareNames } from '../maildir/unique.js';
-import { assertRealDirs, ensureDir, isRealDirIfPresent, listDir, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
+import { assertRealDirs, ensureDir, isRealDirIfPresent, listDir, renameIfExists, unlinkIfExists, pathExists } from '../maildir/fsx.js';
 import { INBOX_SUBDIRS } from '../spool/layout.js';
 import { isQueueName, validateQueueName } from '../spool/names.js';
 import type { SpoolContext } from '../spool/options.js';
@@ -171,7 +171,7 @@ export class Inbox {
    */
   private async resolveCommitting(queue: string, dir: string, lease: LeaseName, expires: number, now: number): Promise<'returned' | 'removed' | 'waiting'> {
     const leasePath = join(dir, 'lease', formatLease(lease));
-    const pendingCommit = await exists(join(this.ctx.layout.commitsTmp, lease.txid as string));
+    const pendingCommit = await pathExists(join(this.ctx.layout.commitsTmp, lease.txid as string));
     if (!pendingCommit) {
       await unlinkIfExists(leasePath);
       await unlinkIfExists(metaPath(dir, lease.name));
@@ -203,15 +203,6 @@ export class Inbox {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await fsp.lstat(path);
-    return true;
-  } catch (err) {
-    if (errno(err) === 'ENOENT') return false;
-    throw err;
-  }
-}
 
 /** Resolves when something appears in `dir`, after `ms`, or on abort — whichever comes first. */
 function waitForEntry(dir: string, ms: number, signal?: AbortSignal): Promise<void> {

@@ -139,6 +139,17 @@ export async function isRealDirIfPresent(path: string): Promise<boolean> {
   }
 }
 
+/** Whether anything (file, directory, link) is at `path`; only ENOENT means no. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await fsp.lstat(path);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
 /** Removes a file, ignoring one that is already gone. Returns whether it was there. */
 export async function unlinkIfExists(path: string): Promise<boolean> {
   try {
