@@ -48,17 +48,49 @@ export async function sendCommand(queue: string, files: string[], flags: SendFla
   }
   const spool = await openSpool(config);
   const tx = spool.transaction();
+  const inputs = files.length === 0 ? ['-'] : files;
+  const bar = await progressBar(io, inputs);
   try {
-    const inputs = files.length === 0 ? ['-'] : files;
     for (const file of inputs) {
-      const payload = file === '-' ? io.stdin as AsyncIterable<Uint8Array> : createReadStream(file);
+      const payload = file === '-' ? io.stdin as AsyncIterable<Uint8Array> : counted(createReadStream(file), bar);
       await tx.send(queue, payload, { headers, to });
     }
     const ids = await tx.commit();
+    bar?.update(bar.getTotal());
+    bar?.stop();
     for (const id of ids) out(io, id);
     return 0;
   } catch (err) {
+    bar?.stop();
     await tx.abort();
     throw err;
+  }
+}
+
+/** Files at least this large in total get a progress bar (on a TTY only). */
+const PROGRESS_MIN_BYTES = 16 * 1024 * 1024;
+
+/** A progress bar on stderr when it is a TTY and the files are large; undefined in scripts. */
+async function progressBar(io: CliIO, inputs: string[]): Promise<import('cli-progress').SingleBar | undefined> {
+  if (io.stderr.isTTY !== true || inputs.includes('-')) return undefined;
+  let total = 0;
+  for (const f of inputs) total += (await fsp.stat(f)).size;
+  if (total < PROGRESS_MIN_BYTES) return undefined;
+  const { SingleBar, Presets } = await import('cli-progress');
+  const bar = new SingleBar({ format: 'committing [{bar}] {percentage}% | {value}/{total} MiB | {eta_formatted} left', stream: io.stderr as NodeJS.WriteStream }, Presets.shades_classic);
+  bar.start(Math.ceil(total / 2 ** 20), 0);
+  return bar;
+}
+
+/** Passes chunks through, advancing the bar by the bytes read. */
+async function* counted(source: AsyncIterable<Uint8Array>, bar: import('cli-progress').SingleBar | undefined): AsyncIterable<Uint8Array> {
+  let bytes = 0;
+  for await (const chunk of source) {
+    bytes += chunk.byteLength;
+    if (bar && bytes >= 2 ** 20) {
+      bar.increment(Math.floor(bytes / 2 ** 20));
+      bytes %= 2 ** 20;
+    }
+    yield chunk;
   }
 }
