@@ -25,10 +25,11 @@ export interface ReceiverOptions {
 }
 
 /** What happened to one landing file. */
-export type ReceiveOutcome = 'delivered' | 'quarantined' | 'held' | 'gone';
+export type ReceiveOutcome = 'delivered' | 'partial' | 'quarantined' | 'held' | 'gone';
 
 const journalSchema = z.strictObject({
   landing: z.string(),
+  partial: z.boolean().optional(),
   origin: z.string(),
   epoch: z.string(),
   seqs: z.array(z.number().int()),
@@ -56,6 +57,12 @@ export class Receiver {
   readonly dedupe: DedupeStore;
   readonly counters: ReceiverCounters = { bundles: 0, delivered: 0, duplicates: 0, quarantined: 0 };
   private readonly holdMs: number;
+  /**
+   * Landing files whose delivery hit a full disk: they are delivered one message at a time (each
+   * journaled and recorded), so a bundle larger than the free space still drains as consumers free
+   * room, instead of wedging the host with its inbox empty and its landing area full.
+   */
+  private readonly tight = new Set<string>();
 
   constructor(private readonly spool: Spool, private readonly keys: KeyLookup, private readonly log: Log, opts: ReceiverOptions = {}) {
     this.dedupe = new DedupeStore(spool.layout.receive);
@@ -96,7 +103,9 @@ export class Receiver {
       const channel = parts ? `${parts.origin}/${parts.epoch}` : undefined;
       if (channel !== undefined && stalled.has(channel)) continue;
       try {
-        if ((await this.processBundle(name)) === 'delivered') delivered += 1;
+        let outcome = await this.processBundle(name);
+        while (outcome === 'partial') outcome = await this.processBundle(name);
+        if (outcome === 'delivered') delivered += 1;
       } catch (err) {
         firstError ??= err;
         if (channel !== undefined) stalled.add(channel);
@@ -125,7 +134,7 @@ export class Receiver {
     const pending = await this.readJournal(`${name}.json`);
     if (pending) {
       await this.finish(pending, `${name}.json`);
-      return 'delivered';
+      return pending.partial ? 'partial' : 'delivered';
     }
     const parts = parseBundleName(name);
     // A bundle ahead of the next expected sequence (a new channel epoch expects 1) waits a little for
@@ -134,6 +143,8 @@ export class Receiver {
       return 'held';
     }
     const delivery = this.spool.delivery();
+    const limit = this.tight.has(name) ? 1 : Number.POSITIVE_INFINITY;
+    let partial = false;
     const seqs: number[] = [];
     let origin = '';
     let epoch = '';
@@ -159,6 +170,10 @@ export class Receiver {
         onMessage: async (meta) => {
           if (this.dedupe.has(origin, epoch, meta.seq)) {
             duplicates += 1;
+            return discard;
+          }
+          if (seqs.length >= limit) {
+            partial = true; // left for the next round: dedupe will skip what this round delivers
             return discard;
           }
           seqs.push(meta.seq);
@@ -188,9 +203,10 @@ export class Receiver {
         return 'quarantined';
       }
       this.counters.lastError = { at: Date.now(), message: String((localError ?? err) instanceof Error ? ((localError ?? err) as Error).message : (localError ?? err)) };
+      if (errno(localError ?? err) === 'ENOSPC' || errno(localError ?? err) === 'EDQUOT') this.tight.add(name);
       throw localError ?? err;
     }
-    const journal: Journal = { landing: name, origin, epoch, seqs, items: delivery.items };
+    const journal: Journal = { landing: name, origin, epoch, seqs, items: delivery.items, ...(partial ? { partial } : {}) };
     const journalName = `${name}.json`;
     try {
       await replaceFileDurable(join(this.journalDir, journalName), JSON.stringify(journal));
@@ -214,6 +230,8 @@ export class Receiver {
     this.counters.delivered += seqs.length;
     this.counters.duplicates += duplicates;
     this.counters.lastDelivery = Date.now();
+    if (partial) return 'partial';
+    this.tight.delete(name);
     return 'delivered';
   }
 
@@ -234,8 +252,11 @@ export class Receiver {
     crashPoint('receive.after-publish');
     const skipped = await this.dedupe.record(journal.origin, journal.epoch, journal.seqs);
     if (skipped.length > 0) this.log.error({ origin: journal.origin, epoch: journal.epoch, skipped: skipped.slice(0, 20) }, 'gave up waiting for missing sequence numbers');
-    await unlinkIfExists(join(this.spool.layout.landingNew, journal.landing));
-    await fsyncDir(this.spool.layout.landingNew);
+    if (!journal.partial) {
+      // A partial round leaves the bundle for the next one; only the last round removes it.
+      await unlinkIfExists(join(this.spool.layout.landingNew, journal.landing));
+      await fsyncDir(this.spool.layout.landingNew);
+    }
     await unlinkIfExists(join(this.journalDir, journalName));
   }
 
@@ -310,6 +331,7 @@ async function clearKeyId(path: string): Promise<string | undefined> {
 
 interface Journal {
   landing: string;
+  partial?: boolean;
   origin: string;
   epoch: string;
   seqs: number[];

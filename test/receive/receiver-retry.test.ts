@@ -51,3 +51,42 @@ describe('receiver retry after a failure past its journal', () => {
     expect(receiver.dedupe.expected('alpha', epoch)).toBe(6);
   });
 });
+
+describe('receiver on a full disk', () => {
+  let dir = '';
+  afterEach(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+
+  it('drains a bundle one message at a time after ENOSPC, each exactly once, and removes it at the end', async () => {
+    await sodiumReady();
+    dir = mkdtempSync(join(tmpdir(), 'ferry-recv-full-'));
+    const spool = await Spool.open(join(dir, 'spool'), { host: 'beta', create: true });
+    const key: SealKey = { id: 'k1', secret: randomBytes(32), peers: ['alpha', 'beta'] };
+    const receiver = new Receiver(spool, (id) => (id === key.id ? key : undefined), quiet);
+    await receiver.recover();
+    const epoch = randomBytes(8).toString('hex');
+    const name = formatBundleName({ firstSeq: 1, count: 5, epoch, origin: 'alpha' });
+    writeFileSync(join(spool.layout.landingNew, name), await sealed(key, epoch, 5));
+
+    // The whole bundle does not fit: the first delivery fails like a full disk does.
+    const { InboxDelivery } = await import('../../src/inbox/delivery.js');
+    const prepare = InboxDelivery.prototype.prepare;
+    let calls = 0;
+    InboxDelivery.prototype.prepare = async function (this: InstanceType<typeof InboxDelivery>) {
+      if (calls++ === 0) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+      expect(this.items.length).toBe(1); // afterwards: one message per round
+      return prepare.call(this);
+    };
+    try {
+      await expect(receiver.processOnce()).rejects.toThrow(/no space/);
+      expect(readdirSync(join(spool.layout.inboxQueue('q'), 'tmp'))).toEqual([]);
+      await receiver.processOnce();
+    } finally {
+      InboxDelivery.prototype.prepare = prepare;
+    }
+    const inbox = join(spool.layout.inboxQueue('q'), 'new');
+    expect(readdirSync(inbox)).toHaveLength(5);
+    expect(readdirSync(spool.layout.landingNew)).toEqual([]);
+    expect(receiver.dedupe.expected('alpha', epoch)).toBe(6);
+    expect(readdirSync(spool.layout.quarantine)).toEqual([]);
+  });
+});
