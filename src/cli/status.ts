@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import type { DaemonStatus } from '../daemon/daemon.js';
 import { askDaemon } from '../daemon/lock.js';
+import { quarantineCount } from '../receive/receiver.js';
 import { listDir } from '../maildir/fsx.js';
 import { FerryError } from '../errors.js';
 import { configFrom, openSpool, type GlobalFlags } from './context.js';
@@ -105,7 +106,7 @@ export async function gatherStatus(flags: GlobalFlags): Promise<StatusReport> {
   for (const d of await listDir(spool.layout.deadOut)) {
     deadOutbound += (await listDir(join(spool.layout.deadOut, d))).filter((n) => n.endsWith('.reason.json')).length;
   }
-  const quarantine = (await listDir(spool.layout.quarantine)).filter((n) => n.endsWith('.reason.json')).length;
+  const quarantine = await quarantineCount(spool);
   return {
     host: config.host, root: config.root, time: new Date(now).toISOString(),
     daemon: { running: live !== undefined, pid: live?.pid ?? null, since: iso(live?.started) },

@@ -22,20 +22,26 @@ async function sealed(key: SealKey, epoch: string, count: number): Promise<Buffe
   return Buffer.concat(chunks);
 }
 
+/** A beta spool with a receiver, and one sealed bundle of `count` messages from alpha waiting in landing/new. */
+async function landedBundle(dir: string, count: number) {
+  await sodiumReady();
+  const spool = await Spool.open(join(dir, 'spool'), { host: 'beta', create: true });
+  const key: SealKey = { id: 'k1', secret: randomBytes(32), peers: ['alpha', 'beta'] };
+  const receiver = new Receiver(spool, (id) => (id === key.id ? key : undefined), quiet);
+  await receiver.recover();
+  const epoch = randomBytes(8).toString('hex');
+  const name = formatBundleName({ firstSeq: 1, count, epoch, origin: 'alpha' });
+  writeFileSync(join(spool.layout.landingNew, name), await sealed(key, epoch, count));
+  return { spool, receiver, epoch, name };
+}
+
 describe('receiver retry after a failure past its journal', () => {
   let dir = '';
   afterEach(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
   it('delivers each message once when the dedupe write fails after the messages were published', async () => {
-    await sodiumReady();
     dir = mkdtempSync(join(tmpdir(), 'ferry-recv-'));
-    const spool = await Spool.open(join(dir, 'spool'), { host: 'beta', create: true });
-    const key: SealKey = { id: 'k1', secret: randomBytes(32), peers: ['alpha', 'beta'] };
-    const receiver = new Receiver(spool, (id) => (id === key.id ? key : undefined), quiet);
-    await receiver.recover();
-    const epoch = randomBytes(8).toString('hex');
-    const name = formatBundleName({ firstSeq: 1, count: 5, epoch, origin: 'alpha' });
-    writeFileSync(join(spool.layout.landingNew, name), await sealed(key, epoch, 5));
+    const { spool, receiver, epoch, name } = await landedBundle(dir, 5);
 
     const record = receiver.dedupe.record.bind(receiver.dedupe);
     receiver.dedupe.record = async () => { throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }); };
@@ -57,15 +63,8 @@ describe('receiver on a full disk', () => {
   afterEach(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
   it('drains a bundle one message at a time after ENOSPC, each exactly once, and removes it at the end', async () => {
-    await sodiumReady();
     dir = mkdtempSync(join(tmpdir(), 'ferry-recv-full-'));
-    const spool = await Spool.open(join(dir, 'spool'), { host: 'beta', create: true });
-    const key: SealKey = { id: 'k1', secret: randomBytes(32), peers: ['alpha', 'beta'] };
-    const receiver = new Receiver(spool, (id) => (id === key.id ? key : undefined), quiet);
-    await receiver.recover();
-    const epoch = randomBytes(8).toString('hex');
-    const name = formatBundleName({ firstSeq: 1, count: 5, epoch, origin: 'alpha' });
-    writeFileSync(join(spool.layout.landingNew, name), await sealed(key, epoch, 5));
+    const { spool, receiver, epoch } = await landedBundle(dir, 5);
 
     // The whole bundle does not fit: the first delivery fails like a full disk does.
     const { InboxDelivery } = await import('../../src/inbox/delivery.js');
