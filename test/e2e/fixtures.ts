@@ -7,9 +7,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { afterEach } from 'vitest';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { Cluster, FERRY_BIN, type ClusterOptions } from '../../src/devtools/cluster.js';
-import type { Sshd } from '../../src/devtools/private-sshd.js';
+import { startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
 import { writeSealedBundle, type BundleHeader, type SealKey, type WriteBundleOptions } from '../../src/envelope/index.js';
 import { loadKeyDir } from '../../src/keys/index.js';
 import type { Spool } from '../../src/spool/spool.js';
@@ -20,6 +20,21 @@ export { Cluster, FERRY_BIN };
  * Registers an afterEach that stops every daemon of the clusters made by the returned function and removes
  * their temp directories, whether the test passed or not.
  */
+/** One private sshd for the whole test file: started before the first test, stopped after the last. */
+export function usePrivateSshd(): () => Sshd {
+  let sshd: Sshd | undefined;
+  beforeAll(async () => {
+    sshd = await startSshd();
+  });
+  afterAll(async () => {
+    await sshd?.stop();
+  });
+  return () => {
+    if (!sshd) throw new Error('the private sshd is not running (use it inside a test)');
+    return sshd;
+  };
+}
+
 export function useClusters(): (sshd: Sshd, opts: Omit<ClusterOptions, 'sshd' | 'dir'>) => Promise<Cluster> {
   const made: { cluster?: Cluster; dir: string }[] = [];
   afterEach(async () => {

@@ -5,19 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DaemonStatus } from '../../src/daemon/daemon.js';
 import { askDaemon } from '../../src/daemon/lock.js';
-import { freePort, startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
-import { daemonAlive, daemonLog, ferry, landingNames, sleep, startDaemon, startDaemons, statusJson, takeAll, until, useClusters } from './fixtures.js';
+import { freePort } from '../../src/devtools/private-sshd.js';
+import { daemonAlive, daemonLog, ferry, landingNames, sleep, startDaemon, startDaemons, statusJson, takeAll, until, useClusters, usePrivateSshd } from './fixtures.js';
 
-let sshd: Sshd;
-beforeAll(async () => {
-  sshd = await startSshd();
-});
-afterAll(async () => {
-  await sshd?.stop();
-});
+const sshd = usePrivateSshd();
 
 const makeCluster = useClusters();
 
@@ -28,7 +22,7 @@ function percentile(sorted: number[], p: number): number {
 
 describe('replication between hosts through a real sshd', () => {
   it('delivers 300 small messages into the peer inbox byte-identical, with their metadata, each exactly once', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const alpha = await cluster.spool('alpha');
     const sent = new Map<string, { payload: Buffer; headers: Record<string, string> }>();
@@ -70,7 +64,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('delivers a transaction over two queues complete', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const alpha = await cluster.spool('alpha');
     const tx = alpha.transaction();
@@ -87,11 +81,11 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('fans a queue out to two peers: one dead peer does not hold the other back, and catches up after a reload', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta', 'gamma'], routes: { alpha: { fan: ['beta', 'gamma'] } } });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta', 'gamma'], routes: { alpha: { fan: ['beta', 'gamma'] } } });
     const good = cluster.configText('alpha');
     const closed = await freePort();
     const broken = good.replace(
-      new RegExp(`(\\[peers\\.gamma\\]\\nssh = "[^"@]+@127\\.0\\.0\\.1:)${sshd.port}"`),
+      new RegExp(`(\\[peers\\.gamma\\]\\nssh = "[^"@]+@127\\.0\\.0\\.1:)${sshd().port}"`),
       `$1${closed}"`,
     );
     expect(broken).not.toBe(good);
@@ -124,7 +118,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('delivers a queue routed to the host itself into its own inbox through the same path', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'], routes: { alpha: { local: ['alpha'], '*': ['beta'] } } });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'], routes: { alpha: { local: ['alpha'], '*': ['beta'] } } });
     await startDaemon(cluster, 'alpha');
     const alpha = await cluster.spool('alpha');
     const ids: string[] = [];
@@ -145,7 +139,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('refuses a second daemon on the same spool with an error naming the other daemon', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemon(cluster, 'alpha');
     const second = await ferry(cluster, 'alpha', ['daemon'], 20_000);
     expect(second.code).not.toBe(0);
@@ -158,7 +152,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('shows a peer entry with lastSuccess in `ferry status --json` after shipping', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const before = (await statusJson(cluster, 'alpha')).peers.find((p) => p.peer === 'beta');
     expect(before).toBeDefined();
@@ -176,7 +170,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('delivers single messages from commit to inbox with a low median latency when idle', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'], logLevel: 'warn' });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'], logLevel: 'warn' });
     await startDaemons(cluster, 'alpha', 'beta');
     const alpha = await cluster.spool('alpha');
     const beta = await cluster.spool('beta');

@@ -3,19 +3,16 @@ import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
-import { FERRY_BIN, startDaemons, useClusters } from './fixtures.js';
+import { describe, expect, it } from 'vitest';
+import { FERRY_BIN, startDaemons, useClusters, usePrivateSshd } from './fixtures.js';
 
 const run = promisify(execFile);
-let sshd: Sshd;
-beforeAll(async () => { sshd = await startSshd(); });
-afterAll(async () => { await sshd?.stop(); });
+const sshd = usePrivateSshd();
 const makeCluster = useClusters();
 
 describe('ferry request', () => {
   it('gets the correlated reply from a responder on the peer, and leaves other replies alone', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const alpha = cluster.host('alpha');
     const beta = cluster.host('beta');
@@ -42,7 +39,7 @@ describe('ferry request', () => {
   });
 
   it('times out with one sentence and exit 1 when no reply comes', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     const file = join(cluster.host('alpha').dir, 'q.txt');
     writeFileSync(file, 'anyone?');
     const err = await run(process.execPath, [FERRY_BIN, 'request', 'nobody-listens', file, '--wait', '1', '--config', cluster.host('alpha').config], { encoding: 'utf8' })

@@ -2,20 +2,13 @@
 // nothing of it is delivered — not even the messages before the flip that had already verified — and the bundle is
 // quarantined with a reason. The daemon carries on.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
+import { describe, expect, it } from 'vitest';
 import {
   bundleName, daemonAlive, expectStillDelivers, inboxFiles, landingNames, pairKey, plant, randomEpoch, sealBundle,
-  startDaemons, useClusters, waitQuarantined,
+  startDaemons, useClusters, waitQuarantined, usePrivateSshd,
 } from '../e2e/fixtures.js';
 
-let sshd: Sshd;
-beforeAll(async () => {
-  sshd = await startSshd();
-});
-afterAll(async () => {
-  await sshd?.stop();
-});
+const sshd = usePrivateSshd();
 const makeCluster = useClusters();
 
 function flipBit(bytes: Buffer, at: number, bit = 3): Buffer {
@@ -36,7 +29,7 @@ function pseudoRandom(size: number, seed: number): Buffer {
 
 describe('a sealed bundle with one bit flipped', () => {
   it('is quarantined as EENVELOPE_MAC when the flip is in the middle of a small (secretbox) bundle', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const key = await pairKey(cluster, 'alpha', 'alpha', 'beta');
     const epoch = randomEpoch();
@@ -55,7 +48,7 @@ describe('a sealed bundle with one bit flipped', () => {
   });
 
   it('delivers none of a streamed bundle\'s messages when the flip comes after the first ones verified', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const key = await pairKey(cluster, 'alpha', 'alpha', 'beta');
     const epoch = randomEpoch();

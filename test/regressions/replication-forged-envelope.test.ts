@@ -3,26 +3,19 @@
 // parse; they must be quarantined with a reason, and the daemon must go on delivering genuine traffic.
 
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
+import { describe, expect, it } from 'vitest';
 import { generatePairKey, makePairKey } from '../../src/keys/index.js';
 import {
   bundleName, daemonAlive, expectStillDelivers, inboxFiles, landingNames, pairKey, plant, randomEpoch, sealBundle,
-  startDaemons, statusJson, useClusters, waitQuarantined,
+  startDaemons, statusJson, useClusters, waitQuarantined, usePrivateSshd,
 } from '../e2e/fixtures.js';
 
-let sshd: Sshd;
-beforeAll(async () => {
-  sshd = await startSshd();
-});
-afterAll(async () => {
-  await sshd?.stop();
-});
+const sshd = usePrivateSshd();
 const makeCluster = useClusters();
 
 describe('a forged envelope planted in the landing area', () => {
   it('is quarantined as EKEY_UNKNOWN when sealed with a well-formed key id beta does not hold, and delivery goes on', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     // A fresh alpha–beta key: the id has exactly the format of the real one, but only the attacker holds it.
     const forged = await generatePairKey('alpha', 'beta');
@@ -44,7 +37,7 @@ describe('a forged envelope planted in the landing area', () => {
   });
 
   it('is quarantined as EENVELOPE_MAC when it names the real key id but was sealed with another secret', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const real = await pairKey(cluster, 'beta', 'alpha', 'beta');
     // The key id travels in the clear, so an attacker knows it; the secret it cannot guess.

@@ -2,26 +2,19 @@
 // bundle whose (sealed, authentic) header claims origin "alpha". beta must accept origin alpha only under a key that
 // binds alpha and beta, so the bundle is quarantined as EENVELOPE_ORIGIN and nothing reaches the inbox as alpha's.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
+import { describe, expect, it } from 'vitest';
 import type { SealKey } from '../../src/envelope/index.js';
 import {
   bundleName, daemonAlive, expectStillDelivers, inboxFiles, landingNames, pairKey, plant, randomEpoch, sealBundle,
-  startDaemons, takeAll, until, useClusters, waitQuarantined,
+  startDaemons, takeAll, until, useClusters, waitQuarantined, usePrivateSshd,
 } from '../e2e/fixtures.js';
 
-let sshd: Sshd;
-beforeAll(async () => {
-  sshd = await startSshd();
-});
-afterAll(async () => {
-  await sshd?.stop();
-});
+const sshd = usePrivateSshd();
 const makeCluster = useClusters();
 
 describe('a bundle from gamma claiming origin alpha', () => {
   it('is quarantined as EENVELOPE_ORIGIN, never delivered as alpha\'s, and beta keeps delivering', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta', 'gamma'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta', 'gamma'] });
     await startDaemons(cluster, 'alpha', 'beta');
     // gamma's own copy of the gamma–beta key: a real, shared, unexpired key.
     const gammaBeta = await pairKey(cluster, 'gamma', 'beta', 'gamma');

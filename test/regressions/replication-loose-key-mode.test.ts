@@ -6,26 +6,19 @@
 
 import { chmodSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
+import { describe, expect, it } from 'vitest';
 import { parseBundleName } from '../../src/channel/bundle-name.js';
 import {
   daemonAlive, daemonLogLines, inboxFiles, landingNames, quarantined, sleep, startDaemons, statusJson, takeAll, until,
-  useClusters,
+  useClusters, usePrivateSshd,
 } from '../e2e/fixtures.js';
 
-let sshd: Sshd;
-beforeAll(async () => {
-  sshd = await startSshd();
-});
-afterAll(async () => {
-  await sshd?.stop();
-});
+const sshd = usePrivateSshd();
 const makeCluster = useClusters();
 
 describe('a pair key file chmod 0644 on the receiver', () => {
   it('is refused with EKEYPERM, nothing is delivered meanwhile, and after chmod 0600 every message is delivered once', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const keyDir = cluster.host('beta').keys;
     const [keyFile] = readdirSync(keyDir).filter((n) => n.endsWith('.key'));

@@ -4,25 +4,18 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
+import { describe, expect, it } from 'vitest';
 import {
   bundleName, daemonAlive, expectStillDelivers, landingNames, pairKey, plant, randomEpoch, sealBundle, startDaemon,
-  startDaemons, takeAll, until, useClusters, waitQuarantined,
+  startDaemons, takeAll, until, useClusters, waitQuarantined, usePrivateSshd,
 } from '../e2e/fixtures.js';
 
-let sshd: Sshd;
-beforeAll(async () => {
-  sshd = await startSshd();
-});
-afterAll(async () => {
-  await sshd?.stop();
-});
+const sshd = usePrivateSshd();
 const makeCluster = useClusters();
 
 describe('a replayed bundle', () => {
   it('is quarantined as EENVELOPE_REPLAY under its own name and under another, and the message is in the inbox once', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const key = await pairKey(cluster, 'alpha', 'alpha', 'beta');
     const epoch = randomEpoch();
@@ -49,7 +42,7 @@ describe('a replayed bundle', () => {
   });
 
   it('quarantines a copy of a bundle alpha\'s daemon really shipped, captured from beta\'s landing area', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     // Only alpha runs at first: its bundle waits, published, in beta's landing area, where it is copied.
     await startDaemon(cluster, 'alpha');
     const id = await (await cluster.spool('alpha')).send('transfers', 'move 5 from C to D');

@@ -3,20 +3,13 @@
 // For a stream this matters most when the cut falls exactly on a chunk boundary: every chunk left verifies, and only
 // the missing FINAL chunk tells the bundle is short.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
+import { describe, expect, it } from 'vitest';
 import {
   bundleName, daemonAlive, expectStillDelivers, inboxFiles, landingNames, pairKey, plant, randomEpoch, sealBundle,
-  startDaemons, useClusters, waitQuarantined,
+  startDaemons, useClusters, waitQuarantined, usePrivateSshd,
 } from '../e2e/fixtures.js';
 
-let sshd: Sshd;
-beforeAll(async () => {
-  sshd = await startSshd();
-});
-afterAll(async () => {
-  await sshd?.stop();
-});
+const sshd = usePrivateSshd();
 const makeCluster = useClusters();
 
 /** Offsets where each secretstream chunk starts (wire format v1: prefix of 31 + key id bytes, then u32 length ‖ chunk). */
@@ -29,7 +22,7 @@ function chunkOffsets(sealed: Buffer): number[] {
 
 describe('a sealed bundle cut short', () => {
   it('is quarantined as EENVELOPE_MAC when a small (secretbox) bundle loses its second half', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const key = await pairKey(cluster, 'alpha', 'alpha', 'beta');
     const epoch = randomEpoch();
@@ -50,7 +43,7 @@ describe('a sealed bundle cut short', () => {
   });
 
   it('is quarantined as EENVELOPE_TRUNCATED when a streamed bundle is cut mid-chunk or exactly before its FINAL chunk', async () => {
-    const cluster = await makeCluster(sshd, { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const key = await pairKey(cluster, 'alpha', 'alpha', 'beta');
     const cuts: { name: string; why: string }[] = [];
