@@ -5,15 +5,17 @@
 // committing transactions into a queue fanned out to the two other hosts, and a consumer taking
 // from its inbox with commits and aborts. A seeded schedule injects faults at random instants:
 // SIGKILL of any daemon, producer or consumer; SIGSTOP/SIGCONT pauses of daemons; SSH connections
-// cut mid-transfer; a receiver's disk filled (each spool sits on its own small tmpfs). Then it
+// cut mid-transfer; a receiver's disk filled (each spool sits on its own small tmpfs); clock jumps
+// (forward up to +2 h, back up to −2 h, or back to true time) of one host's daemon, producer or one
+// of its two consumers, through the clock file each process reads (FERRY_CLOCK_FILE, src/clock.ts). Then it
 // drains and classifies every message, as Jepsen's queue checker does:
 //   ok, lost (committed, never delivered), duplicated (delivered twice), unexpected (delivered,
 //   never even attempted); and for takes: taken twice (committed by two takes), taken after commit.
 // Prints one summary line; exits 1 on any lost, duplicated, unexpected or double take.
-// Not injected: clock jumps (ferry's lease and lifetime logic reads the wall clock; changing the
-// machine's clock would disturb everything else running here).
+// Clock jumps move only the wall clock ferry reads through src/clock.ts, per process group, not the
+// machine's clock (that would disturb everything else running here): the kernel's file times stay true.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +44,7 @@ const say = (s) => { if (!QUIET) process.stderr.write(`${s}\n`); };
 const work = mkdtempSync(join(tmpdir(), 'ferry-chaos-'));
 const mounts = [];
 const children = new Map(); // key → ChildProcess
-const counts = { kills: 0, pauses: 0, cuts: 0, diskFull: 0 };
+const counts = { kills: 0, pauses: 0, cuts: 0, diskFull: 0, clockJumps: 0 };
 let sshd;
 let cluster;
 const t0 = Date.now();
@@ -58,8 +60,21 @@ function mountTmpfs(dir, mib) {
   }
 }
 
-function spawnChild(key, script, args) {
-  const child = spawn(process.execPath, [join(here, 'chaos', script), ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CHAOS_LIMIT: String(limitPerHost), CHAOS_PACE_MS: String(paceMs) } });
+// Clock groups: one host's daemon, its producer, each of its consumers. Each reads its offset (ms)
+// from its own file, re-read every 100 ms, so a running process jumps when the file changes.
+const CONSUMERS = 2; // per host, so a consumer whose clock runs ahead can steal a lease the other still holds
+const MAX_JUMP_MS = 2 * 3600_000;
+const clockGroups = HOSTS.flatMap((h) => [`${h}-daemon`, `${h}-producer`, ...Array.from({ length: CONSUMERS }, (_, i) => `${h}-consumer${i}`)]);
+const clockFile = (group) => join(work, 'clocks', group);
+function setClock(group, offsetMs) {
+  mkdirSync(join(work, 'clocks'), { recursive: true });
+  writeFileSync(`${clockFile(group)}.tmp`, `${Math.round(offsetMs)}\n`);
+  renameSync(`${clockFile(group)}.tmp`, clockFile(group)); // never read half-written
+}
+const clockEnv = (group) => ({ FERRY_CLOCK_FILE: clockFile(group) });
+
+function spawnChild(key, script, args, group) {
+  const child = spawn(process.execPath, [join(here, 'chaos', script), ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...clockEnv(group), CHAOS_LIMIT: String(limitPerHost), CHAOS_PACE_MS: String(paceMs) } });
   child.stderr.on('data', () => undefined);
   children.set(key, child);
   return child;
@@ -80,22 +95,24 @@ function lastSeq(host) {
   } catch { /* none yet */ }
   return max + 1;
 }
-const startProducer = (h) => spawnChild(`producer:${h}`, 'producer.mjs', [cluster.host(h).root, h, `from-${h}`, logPath('producer', h), String(lastSeq(h)), String(Math.floor(rand() * 2 ** 31))]);
-const startConsumer = (h) => spawnChild(`consumer:${h}`, 'consumer.mjs', [cluster.host(h).root, h, logPath('consumer', h), String(Math.floor(rand() * 2 ** 31)), ...HOSTS.filter((o) => o !== h).map((o) => `from-${o}`)]);
+const startProducer = (h) => spawnChild(`producer:${h}`, 'producer.mjs', [cluster.host(h).root, h, `from-${h}`, logPath('producer', h), String(lastSeq(h)), String(Math.floor(rand() * 2 ** 31))], `${h}-producer`);
+// Both consumers of a host append to one log (one write per line, O_APPEND): the checker reads one history per host.
+const startConsumer = (h, i) => spawnChild(`consumer${i}:${h}`, 'consumer.mjs', [cluster.host(h).root, h, logPath('consumer', h), String(Math.floor(rand() * 2 ** 31)), ...HOSTS.filter((o) => o !== h).map((o) => `from-${o}`)], `${h}-consumer${i}`);
+const startDaemon = (h, wait = false) => cluster.startDaemon(h, clockEnv(`${h}-daemon`), wait);
 const alive = (c) => c && c.exitCode === null && c.signalCode === null;
 const producersDone = () => HOSTS.every((h) => lastSeq(h) >= limitPerHost && !alive(children.get(`producer:${h}`)));
 
 async function restartDead() {
   for (const h of HOSTS) {
-    if (!alive(cluster.host(h).daemon)) await cluster.startDaemon(h, {}, false);
-    if (!alive(children.get(`consumer:${h}`))) startConsumer(h);
+    if (!alive(cluster.host(h).daemon)) await startDaemon(h);
+    for (let i = 0; i < CONSUMERS; i++) if (!alive(children.get(`consumer${i}:${h}`))) startConsumer(h, i);
     if (!alive(children.get(`producer:${h}`)) && lastSeq(h) < limitPerHost) startProducer(h);
   }
 }
 
 async function fault(diskFullOk) {
   // Daemon restarts cost an SSH handshake and a recovery each; producers and consumers restart cheaply.
-  const kinds = ['kill-daemon', 'kill-daemon', 'kill-producer', 'kill-producer', 'kill-consumer', 'kill-consumer', 'kill-consumer', 'pause-daemon', 'cut-ssh'];
+  const kinds = ['kill-daemon', 'kill-daemon', 'kill-producer', 'kill-producer', 'kill-consumer', 'kill-consumer', 'kill-consumer', 'pause-daemon', 'cut-ssh', 'clock-jump'];
   if (diskFullOk) kinds.push('disk-full');
   const kind = pick(kinds);
   const h = pick(HOSTS);
@@ -103,9 +120,9 @@ async function fault(diskFullOk) {
     const d = cluster.host(h).daemon;
     if (alive(d)) { await cluster.stopDaemon(h, 'SIGKILL'); counts.kills += 1; }
     await sleep(rand() * 100);
-    await cluster.startDaemon(h, {}, false);
+    await startDaemon(h);
   } else if (kind === 'kill-producer' || kind === 'kill-consumer') {
-    const key = `${kind.slice(5)}:${h}`;
+    const key = kind === 'kill-producer' ? `producer:${h}` : `consumer${Math.floor(rand() * CONSUMERS)}:${h}`;
     const c = children.get(key);
     if (alive(c)) {
       const exited = new Promise((r) => c.once('exit', r));
@@ -124,6 +141,10 @@ async function fault(diskFullOk) {
   } else if (kind === 'cut-ssh') {
     await sshd.killConnections();
     counts.cuts += 1;
+  } else if (kind === 'clock-jump') {
+    // One group's clock: back to true time a quarter of the time, else anywhere in ±2 h.
+    setClock(pick(clockGroups), rand() < 0.25 ? 0 : (rand() * 2 - 1) * MAX_JUMP_MS);
+    counts.clockJumps += 1;
   } else if (kind === 'disk-full') {
     // Fill the host's spool file system, hold it full for a while, then free it.
     const filler = join(cluster.host(h).root, 'filler');
@@ -230,8 +251,9 @@ try {
     routes: Object.fromEntries(HOSTS.map((h) => [h, { [`from-${h}`]: HOSTS.filter((o) => o !== h) }])),
   });
   say(`chaos: seed ${SEED}, ${KILLS} kills, ${MESSAGES} messages, 3 hosts in ${work}${diskFullOk ? '' : ' (no tmpfs: disk-full faults off)'}`);
-  for (const h of HOSTS) await cluster.startDaemon(h);
-  for (const h of HOSTS) { startConsumer(h); startProducer(h); }
+  for (const g of clockGroups) setClock(g, 0);
+  for (const h of HOSTS) await startDaemon(h, true);
+  for (const h of HOSTS) { for (let i = 0; i < CONSUMERS; i++) startConsumer(h, i); startProducer(h); }
 
   let lastReport = Date.now();
   const faultDeadline = t0 + MAX_MINUTES * 60_000;
@@ -241,11 +263,14 @@ try {
     await restartDead();
     if (Date.now() - lastReport > 5000) {
       lastReport = Date.now();
-      say(`  … ${counts.kills} kills, ${counts.pauses} pauses, ${counts.cuts} cuts, ${counts.diskFull} disk-full; produced ${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)}/${limitPerHost * HOSTS.length}`);
+      say(`  … ${counts.kills} kills, ${counts.pauses} pauses, ${counts.cuts} cuts, ${counts.diskFull} disk-full, ${counts.clockJumps} clock jumps; produced ${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)}/${limitPerHost * HOSTS.length}`);
     }
   }
   say('  faults over; draining');
   for (const h of HOSTS) cluster.host(h).daemon?.kill('SIGCONT');
+  // Time passes: every clock runs past the furthest lease a forward-jumped consumer may have
+  // stamped (up to +2 h plus its lease), as real time would catch up with it. Daemons run true.
+  for (const g of clockGroups) setClock(g, g.endsWith('-daemon') ? 0 : MAX_JUMP_MS + 60_000);
   await restartDead();
   const drainStart = Date.now();
   while (!(await settled())) {
@@ -257,11 +282,11 @@ try {
   await sleep(200);
   for (const h of HOSTS) {
     const spool = await Spool.open(cluster.host(h).root, { host: h, maxAttempts: 1000 });
-    await spool.recover(Date.now() + 10 * 60_000); // return leases of consumers killed at the end
+    await spool.recover(Date.now() + MAX_JUMP_MS + 10 * 60_000); // return leases of consumers killed at the end, whatever their clock
   }
   const { result, examples } = classify();
   const wall = ((Date.now() - t0) / 1000).toFixed(1);
-  const line = `chaos seed=${SEED} kills=${counts.kills} pauses=${counts.pauses} ssh-cuts=${counts.cuts} disk-full=${counts.diskFull} messages=${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)} expected-deliveries=${result.ok + result.lost + result.duplicated} ok=${result.ok} lost=${result.lost} duplicated=${result.duplicated} unexpected=${result.unexpected} taken-twice=${result.takenTwice} taken-after-commit=${result.takenAfterCommit} indeterminate=${result.indeterminate} wall=${wall}s`;
+  const line = `chaos seed=${SEED} kills=${counts.kills} pauses=${counts.pauses} ssh-cuts=${counts.cuts} disk-full=${counts.diskFull} clock-jumps=${counts.clockJumps} messages=${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)} expected-deliveries=${result.ok + result.lost + result.duplicated} ok=${result.ok} lost=${result.lost} duplicated=${result.duplicated} unexpected=${result.unexpected} taken-twice=${result.takenTwice} taken-after-commit=${result.takenAfterCommit} indeterminate=${result.indeterminate} wall=${wall}s`;
   process.stdout.write(`${line}\n`);
   if (result.lost + result.duplicated + result.unexpected + result.takenTwice + result.takenAfterCommit > 0) {
     exitCode = 1;

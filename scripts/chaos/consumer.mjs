@@ -1,4 +1,5 @@
-// Chaos consumer: takes from inbox queues, aborts ~10% of takes, commits the rest; logs take and commit.
+// Chaos consumer: takes from inbox queues, aborts ~10% of takes, commits the rest; logs take, commit, and
+// `lost` when a commit was refused because the lease had been returned (ELEASE_LOST).
 // argv: root host logFile seed queue...
 import { appendFileSync, openSync, fsyncSync } from 'node:fs';
 import { Spool } from '../../dist/spool/spool.js'; // just the spool: children start faster without the daemon's modules
@@ -15,14 +16,27 @@ for (;;) {
     const m = await spool.take(q, { leaseMs: 2000 });
     if (!m) continue;
     took = true;
-    const { id } = JSON.parse((await m.read()).toString('utf8'));
-    log(`take ${q} ${id} ${m.name}`);
-    if (rand() < 0.1) {
-      await m.abort('chaos abort');
-      log(`abort ${q} ${id}`);
-    } else {
-      await m.commit();
-      log(`commit ${q} ${id}`);
+    // A lease can be lost at any step: the other consumer's clock may run hours ahead of ours.
+    try {
+      const { id } = JSON.parse((await m.read()).toString('utf8'));
+      log(`take ${q} ${id} ${m.name}`);
+      // Sometimes hold the message a while, so a take can outlive its lease by another's clock.
+      if (rand() < 0.2) await new Promise((r) => setTimeout(r, Math.floor(rand() * 100)));
+      if (rand() < 0.1) {
+        await m.abort('chaos abort');
+        log(`abort ${q} ${id}`);
+      } else {
+        try {
+          await m.commit();
+        } catch (err) {
+          if (err?.code !== 'ELEASE_LOST') throw err;
+          log(`lost ${q} ${id}`); // refused: someone else returned it; not a commit
+          continue;
+        }
+        log(`commit ${q} ${id}`);
+      }
+    } catch (err) {
+      if (err?.code !== 'ELEASE_LOST') throw err;
     }
   }
   if (!took) await new Promise((r) => setTimeout(r, 50));

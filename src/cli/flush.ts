@@ -23,7 +23,7 @@ export async function flushCommand(flags: GlobalFlags & { timeout?: string }, io
   const timeoutS = flags.timeout === undefined ? Number.POSITIVE_INFINITY : Number(flags.timeout);
   if (!(timeoutS >= 0)) throw new FerryError('EUSAGE', `--timeout expects a number of seconds, got ${JSON.stringify(flags.timeout)}`);
   const config = await configFrom(flags);
-  const spool = await openSpool(config);
+  const spool = await openSpool(config, { inspect: true });
   const deadline = Date.now() + timeoutS * 1000;
   const tty = io.stderr.isTTY === true;
   let first: number | undefined;

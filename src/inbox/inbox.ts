@@ -1,5 +1,5 @@
 // Taking messages from inbox queues: oldest first, leased by rename, returned when a lease expires.
-import { promises as fsp, watch, type FSWatcher } from 'node:fs';
+import { promises as fsp, watch, type FSWatcher, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
 import { compareNames } from '../maildir/unique.js';
@@ -10,6 +10,7 @@ import type { SpoolContext } from '../spool/options.js';
 import { formatLease, leaseExpiry, newLease, parseLease, stampExpiry, type LeaseName } from './lease-name.js';
 import { metaPath, readMeta, writeMeta, type InboxMeta } from './meta.js';
 import { TakenMessage, returnMessage } from './taken-message.js';
+import { now as clockNow } from '../clock.js';
 
 /** Options of one take. */
 export interface TakeOptions {
@@ -66,13 +67,14 @@ export class Inbox {
   async take(queue: string, opts: TakeOptions = {}): Promise<TakenMessage | null> {
     validateQueueName(queue);
     const dir = await this.ensureQueue(queue);
-    const deadline = Date.now() + (opts.waitMs ?? 0);
+    // The wait is a duration: measured on the monotonic clock, so a clock jump neither ends it nor stretches it.
+    const deadline = performance.now() + (opts.waitMs ?? 0);
     const leaseMs = opts.leaseMs ?? this.ctx.options.leaseMs;
     for (;;) {
       const taken = opts.match ? await this.tryTakeMatching(queue, dir, leaseMs, opts.match) : await this.tryTake(queue, dir, leaseMs);
       if (taken) return taken;
       if ((await this.reclaimExpired(queue)) > 0) continue;
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0 || opts.signal?.aborted) return null;
       await waitForEntry(join(dir, 'new'), Math.min(left, this.ctx.options.pollMs), opts.signal);
     }
@@ -116,14 +118,24 @@ export class Inbox {
     const lease = newLease(name);
     const leasePath = join(dir, 'lease', formatLease(lease));
     if (!(await renameIfExists(join(dir, 'new', name), leasePath))) return null;
-    const st = await fsp.lstat(leasePath);
+    // Until it is stamped, the claim counts from its ctime plus a grace period; a reclaimer whose
+    // clock runs ahead may return it before that: then this take lost the race, like a late rename.
+    const st = await lstatIfExists(leasePath);
+    if (!st) return null;
     // Read the meta before stamping the expiry: a plain maildir file's meta is derived from its mtime.
     const meta = await readMeta(dir, queue, name, this.ctx.host, leasePath);
-    const expires = Date.now() + leaseMs;
-    if (st.isFile()) await stampExpiry(leasePath, expires);
+    const expires = clockNow() + leaseMs;
+    if (st.isFile()) {
+      try {
+        await stampExpiry(leasePath, expires);
+      } catch (err) {
+        if (errno(err) === 'ENOENT') return null;
+        throw err;
+      }
+    }
     if (!st.isFile()) {
       // A symlink, FIFO or device planted in new/: never read through it; park it where an operator looks.
-      await writeMeta(dir, name, { ...meta, dead: { reason: `not a regular file (mode ${st.mode.toString(8)})`, at: Date.now() } });
+      await writeMeta(dir, name, { ...meta, dead: { reason: `not a regular file (mode ${st.mode.toString(8)})`, at: clockNow() } });
       await renameIfExists(leasePath, join(dir, 'dead', name));
       return null;
     }
@@ -134,7 +146,7 @@ export class Inbox {
    * Returns every expired lease of `queue` to the queue (one failed attempt each, dead letter after
    * `maxAttempts`) and finishes leases whose transaction committed. Returns how many went back to new/.
    */
-  async reclaimExpired(queue: string, now = Date.now()): Promise<number> {
+  async reclaimExpired(queue: string, now = clockNow()): Promise<number> {
     const dir = this.ctx.layout.inboxQueue(queue);
     let returned = 0;
     // Reclaiming renames files out of lease/: never out of a directory a planted symlink points to.
@@ -203,6 +215,16 @@ export class Inbox {
   }
 }
 
+
+/** lstat, or undefined when the path is gone. */
+async function lstatIfExists(path: string): Promise<Stats | undefined> {
+  try {
+    return await fsp.lstat(path);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
 
 /** Resolves when something appears in `dir`, after `ms`, or on abort — whichever comes first. */
 function waitForEntry(dir: string, ms: number, signal?: AbortSignal): Promise<void> {

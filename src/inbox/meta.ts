@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { errno } from '../errors.js';
 import { replaceFileDurable } from '../maildir/fsx.js';
+import { now } from '../clock.js';
 
 /** What ferry knows about a message in an inbox. */
 export interface InboxMeta {
@@ -56,7 +57,7 @@ export async function readMeta(queueDir: string, queue: string, name: string, ho
   } catch (err) {
     if (errno(err) !== 'ENOENT' && !(err instanceof SyntaxError)) throw err;
   }
-  let mtime = Date.now();
+  let mtime = now();
   try {
     mtime = (await fsp.lstat(payloadPath)).mtimeMs;
   } catch {

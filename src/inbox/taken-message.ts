@@ -7,6 +7,7 @@ import { openRegularForRead, renameIfExists, unlinkIfExists } from '../maildir/f
 import type { SpoolContext } from '../spool/options.js';
 import { formatLease, stampExpiry, type LeaseName } from './lease-name.js';
 import { metaPath, writeMeta, type InboxMeta } from './meta.js';
+import { now } from '../clock.js';
 
 /** Keeps the last few failure reasons in a message's meta. */
 const MAX_ERRORS_KEPT = 10;
@@ -57,9 +58,14 @@ export class TakenMessage {
   /** Where the payload sits while taken (read it there; do not move it). */
   get path(): string { return join(this.queueDir, 'lease', formatLease(this.lease)); }
 
-  /** Reads the whole payload. Use {@link TakenMessage.stream} for large ones. */
+  /**
+   * Reads the whole payload. Use {@link TakenMessage.stream} for large ones. Throws `ELEASE_LOST`
+   * when the lease expired (by another process's clock) and the message went back to its queue.
+   */
   async read(): Promise<Buffer> {
-    const fh = await openRegularForRead(this.path);
+    const fh = await openRegularForRead(this.path).catch((err: unknown) => {
+      throw errno(err) === 'ENOENT' ? this.lost() : err;
+    });
     try {
       return await fh.readFile();
     } finally {
@@ -79,7 +85,7 @@ export class TakenMessage {
    */
   async extend(ms: number): Promise<void> {
     this.assertOpen();
-    const expires = Date.now() + ms;
+    const expires = now() + ms;
     try {
       await stampExpiry(this.path, expires);
     } catch (err) {
@@ -145,7 +151,7 @@ export async function returnMessage(ctx: SpoolContext, queue: string, lease: Lea
   const errors = [...(meta.errors ?? []), reason].slice(-MAX_ERRORS_KEPT);
   const dead = attempts >= ctx.options.maxAttempts;
   const next: InboxMeta = { ...meta, attempts, errors };
-  if (dead) next.dead = { reason: `failed ${attempts} times; last: ${reason}`, at: Date.now() };
+  if (dead) next.dead = { reason: `failed ${attempts} times; last: ${reason}`, at: now() };
   const from = join(queueDir, 'lease', formatLease(lease));
   try {
     await fsp.lstat(from);

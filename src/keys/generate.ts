@@ -3,6 +3,7 @@
 import sodium from 'libsodium-wrappers';
 import { FerryError } from '../errors.js';
 import { makePairKey, sortPeers, type PairKey } from './pair-key.js';
+import { now as clockNow } from '../clock.js';
 
 /** Options of {@link generatePairKey}. */
 export interface GenerateOptions {
@@ -19,7 +20,7 @@ export interface GenerateOptions {
  */
 export async function generatePairKey(a: string, b: string, opts: GenerateOptions = {}): Promise<PairKey> {
   await sodium.ready;
-  const now = opts.now ?? new Date();
+  const now = opts.now ?? new Date(clockNow());
   const created = new Date(Math.floor(now.getTime() / 1000) * 1000);
   if (Number.isNaN(created.getTime())) throw new FerryError('EKEYFORMAT', 'expected `now` to be a valid date.');
   const peers = sortPeers(a, b);

@@ -2,6 +2,7 @@
 
 import { KeyRing } from './key-ring.js';
 import { fingerprint, isExpired, type PairKey } from './pair-key.js';
+import { now as clockNow } from '../clock.js';
 
 /** One key as `ferry keys list` shows it. Never holds the secret. */
 export interface KeyRow {
@@ -24,7 +25,7 @@ export interface KeyRow {
 }
 
 /** Rows for every key of `keys` (a ring or a list), sorted by peers, creation time, id. */
-export function keyRows(keys: KeyRing | Iterable<PairKey>, now: Date = new Date()): KeyRow[] {
+export function keyRows(keys: KeyRing | Iterable<PairKey>, now: Date = new Date(clockNow())): KeyRow[] {
   const ring = keys instanceof KeyRing ? keys : new KeyRing(keys);
   return ring.list().map((k) => ({
     id: k.id,

@@ -3,7 +3,7 @@
 // Consumers delete inbox files, so "is it in the inbox?" cannot tell a duplicate. Instead, per
 // (origin, channel epoch): every sequence ≤ hwm was delivered, and so was every one in `above`.
 // Bounded: `above` holds at most MAX_ABOVE entries (beyond, the hwm jumps and the gap is logged),
-// and each origin keeps its MAX_EPOCHS most recently seen epochs.
+// and each origin keeps its MAX_EPOCHS most recently delivered-to epochs.
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -60,8 +60,12 @@ export class DedupeStore {
    */
   async record(origin: string, epoch: string, seqs: readonly number[]): Promise<number[]> {
     const byEpoch = (this.data[origin] ??= {});
-    const m = (byEpoch[epoch] ??= { hwm: 0, above: [], seen: Date.now() });
-    m.seen = Date.now();
+    // `seen` orders epochs for eviction: a counter, not the wall clock, so a clock stepped back
+    // cannot make the channel being delivered now look the oldest and evict it (its next replay
+    // would then be delivered again). Older files hold ms timestamps; the counter continues above them.
+    const seen = Math.max(0, ...Object.values(byEpoch).map((c) => c.seen)) + 1;
+    const m = (byEpoch[epoch] ??= { hwm: 0, above: [], seen });
+    m.seen = seen;
     const above = new Set(m.above);
     for (const s of seqs) if (s > m.hwm) above.add(s);
     while (above.has(m.hwm + 1)) above.delete(++m.hwm);

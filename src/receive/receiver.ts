@@ -17,6 +17,7 @@ import type { Log } from '../channel/acceptor.js';
 import { crashPoint } from '../spool/crash-point.js';
 import type { Spool } from '../spool/spool.js';
 import { DedupeStore } from './dedupe.js';
+import { now } from '../clock.js';
 
 /** Receiver settings. */
 export interface ReceiverOptions {
@@ -139,7 +140,7 @@ export class Receiver {
     const parts = parseBundleName(name);
     // A bundle ahead of the next expected sequence (a new channel epoch expects 1) waits a little for
     // the earlier ones, which a pipelined sender may still be uploading: order per origin (I9).
-    if (parts && parts.firstSeq > this.dedupe.expected(parts.origin, parts.epoch) && Date.now() - st.mtimeMs < this.holdMs) {
+    if (parts && parts.firstSeq > this.dedupe.expected(parts.origin, parts.epoch) && now() - st.mtimeMs < this.holdMs) {
       return 'held';
     }
     const delivery = this.spool.delivery();
@@ -202,7 +203,7 @@ export class Receiver {
         await this.quarantine(name, err);
         return 'quarantined';
       }
-      this.counters.lastError = { at: Date.now(), message: String((localError ?? err) instanceof Error ? ((localError ?? err) as Error).message : (localError ?? err)) };
+      this.counters.lastError = { at: now(), message: String((localError ?? err) instanceof Error ? ((localError ?? err) as Error).message : (localError ?? err)) };
       if (errno(localError ?? err) === 'ENOSPC' || errno(localError ?? err) === 'EDQUOT') this.tight.add(name);
       throw localError ?? err;
     }
@@ -214,7 +215,7 @@ export class Receiver {
       // No commit (a full disk, an I/O error): throw the prepared messages away, or their tmp files hold the space a
       // full disk needs until the 36 h tmp sweep. The journal goes first — it may exist if only the directory fsync
       // failed, and a journal naming tmp files that are gone would replay as "published already" (a loss).
-      this.counters.lastError = { at: Date.now(), message: err instanceof Error ? err.message : String(err) };
+      this.counters.lastError = { at: now(), message: err instanceof Error ? err.message : String(err) };
       try {
         await fsp.unlink(join(this.journalDir, journalName));
       } catch (unlinkErr) {
@@ -229,7 +230,7 @@ export class Receiver {
     this.counters.bundles += 1;
     this.counters.delivered += seqs.length;
     this.counters.duplicates += duplicates;
-    this.counters.lastDelivery = Date.now();
+    this.counters.lastDelivery = now();
     if (partial) return 'partial';
     this.tight.delete(name);
     return 'delivered';
@@ -263,9 +264,9 @@ export class Receiver {
   /** Moves a landing file to quarantine with a reason file; it is never delivered as it is. */
   private async quarantine(name: string, err: FerryError): Promise<void> {
     const dir = this.spool.layout.quarantine;
-    const qname = `${Date.now()}.${name}`;
+    const qname = `${now()}.${name}`;
     const keyId = err.code === 'EKEY_UNKNOWN' ? await clearKeyId(join(this.spool.layout.landingNew, name)) : undefined;
-    await replaceFileDurable(join(dir, `${qname}.reason.json`), JSON.stringify({ code: err.code, reason: err.message, at: Date.now(), landing: name, ...(keyId ? { keyId } : {}) }));
+    await replaceFileDurable(join(dir, `${qname}.reason.json`), JSON.stringify({ code: err.code, reason: err.message, at: now(), landing: name, ...(keyId ? { keyId } : {}) }));
     await renameIfExists(join(this.spool.layout.landingNew, name), join(dir, qname));
     await fsyncDir(dir);
     this.counters.quarantined += 1;
