@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   ESPOOL_SYMLINK: 'fatal',
   ESPOOL_NOT_FILE: 'fatal',
   ESPOOL_XDEV: 'fatal',
+  ESPOOL_OWNER: 'fatal',
   ENOT_INIT: 'fatal',
   ETXN_CLOSED: 'fatal',
   ELEASE_LOST: 'fatal',

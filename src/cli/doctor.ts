@@ -3,13 +3,15 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, routeFor, type FerryConfig } from '../config/config.js';
 import { askDaemon } from '../daemon/lock.js';
-import { isFerryError } from '../errors.js';
+import type { DaemonStatus } from '../daemon/daemon.js';
+import { isFerryError, type FerryError } from '../errors.js';
 import { KeyRing, loadKeyDir } from '../keys/index.js';
-import { SpoolLayout } from '../spool/layout.js';
-import { Spool } from '../spool/spool.js';
+import { describeUser, sudoUser } from '../spool/owner.js';
 import { SftpTransport } from '../transport/index.js';
 import type { GlobalFlags } from './context.js';
+import { spoolChecks } from './doctor-spool.js';
 import { out, type CliIO } from './io.js';
+import { now as clockNow } from '../clock.js';
 
 /** One check's outcome. */
 export interface Check {
@@ -26,7 +28,7 @@ export interface Check {
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** Runs every check; never throws for a failed check (that is a result). */
-export async function runChecks(flags: GlobalFlags, now = Date.now()): Promise<Check[]> {
+export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<Check[]> {
   const checks: Check[] = [];
   let config: FerryConfig;
   try {
@@ -37,22 +39,9 @@ export async function runChecks(flags: GlobalFlags, now = Date.now()): Promise<C
     return checks;
   }
 
-  // Modes are checked before the spool is opened: opening tightens them, and doctor only looks.
-  const layout = new SpoolLayout(config.root);
-  const loose: string[] = [];
-  for (const dir of layout.fixedDirs) {
-    const st = await fsp.lstat(dir).catch(() => undefined);
-    if (st && (st.mode & 0o077) !== 0) loose.push(`${dir} (0${(st.mode & 0o777).toString(8)})`);
-  }
-  let spool: Spool | undefined;
-  try {
-    spool = await Spool.open(config.root, { host: config.host });
-    checks.push(loose.length === 0
-      ? { name: 'spool', ok: true, detail: `${config.root}: layout present, directories 0700, one file system` }
-      : { name: 'spool', ok: false, detail: `group/other access on ${loose.join(', ')}`, fix: 'chmod 700 the directories named (the daemon also tightens them when it opens the spool)' });
-  } catch (err) {
-    checks.push({ name: 'spool', ok: false, detail: message(err), fix: isFerryError(err, 'ENOT_INIT') ? 'run `ferry init`' : 'see the error; the spool must be real directories on one file system' });
-  }
+  const found = await spoolChecks(config.root, config.host);
+  checks.push(...found.checks);
+  const { spool, ownerUid } = found;
 
   if (spool) {
     try {
@@ -64,18 +53,23 @@ export async function runChecks(flags: GlobalFlags, now = Date.now()): Promise<C
     } catch (err) {
       checks.push({ name: 'disk', ok: false, detail: message(err) });
     }
-    const live = await askDaemon(config.root, 'status', 1000);
-    checks.push({ name: 'daemon', ok: live !== undefined, warning: true, detail: live !== undefined ? 'a daemon is running on this spool' : 'no daemon is running on this spool', ...(live === undefined ? { fix: 'start it: `systemctl start ferry` or `ferry daemon`' } : {}) });
+    const live = (await askDaemon(config.root, 'status', 1000)) as DaemonStatus | undefined;
+    checks.push(live !== undefined
+      ? { name: 'daemon', ok: true, detail: `a daemon is running on this spool (pid ${live.pid})` }
+      : { name: 'daemon', ok: false, warning: true, detail: 'no daemon is running on this spool', fix: 'start it: `systemctl start ferry` or `ferry daemon`' });
+    if (live !== undefined) checks.push(...daemonErrorChecks(live, config.root, ownerUid));
   }
 
   // Keys: the directory loads, nothing is refused, and every routed peer has an unexpired pair key.
   let ring: KeyRing | undefined;
   try {
-    const { keys, errors } = await loadKeyDir(config.keys);
+    // As the daemon would load them: it runs as the spool's owner, whoever runs doctor (root included).
+    const { keys, errors } = await loadKeyDir(config.keys, ownerUid === undefined ? {} : { uid: ownerUid });
     ring = new KeyRing(keys, { dir: config.keys });
+    const as = ownerUid === undefined ? '' : ` (loaded as ${describeUser(ownerUid)}, the spool's owner)`;
     checks.push(errors.length === 0
-      ? { name: 'keys', ok: true, detail: `${keys.length} key(s) in ${config.keys}` }
-      : { name: 'keys', ok: false, detail: errors.map((e) => e.message).join('; '), fix: 'chmod 600 / chown the key files named, or remove malformed ones' });
+      ? { name: 'keys', ok: true, detail: `${keys.length} key(s) in ${config.keys}${as}` }
+      : { name: 'keys', ok: false, detail: errors.map((e) => e.message).join('; '), fix: errors.map((e) => keyFix(e, ownerUid)).join('; ') });
   } catch (err) {
     checks.push({ name: 'keys', ok: false, detail: message(err), fix: `create ${config.keys} (mode 0700) and deploy pair keys into it` });
   }
@@ -107,12 +101,12 @@ export async function runChecks(flags: GlobalFlags, now = Date.now()): Promise<C
     try {
       const probe = await transport.probe();
       const ok = probe.landingWritable;
-      checks.push({ name: `${peer} ssh`, ok, detail: `reachable at ${p.host}:${p.port}, host key ${probe.fingerprint} pinned, sftp extensions ok, landing area ${ok ? 'writable' : 'NOT writable'}${probe.landingFreeBytes === undefined ? '' : `, ${(probe.landingFreeBytes / 2 ** 30).toFixed(1)} GiB free there`}`, ...(ok ? {} : { fix: `create ${join(p.remoteRoot, 'landing', 'tmp')} and ${join(p.remoteRoot, 'landing', 'new')} writable by ${p.user} on ${peer}` }) });
+      checks.push({ name: `${peer} ssh`, ok, detail: `reachable at ${p.host}:${p.port}, host key ${probe.fingerprint} pinned, sftp extensions ok, landing area ${ok ? 'writable' : 'NOT writable'}${probe.landingFreeBytes === undefined ? '' : `, ${(probe.landingFreeBytes / 2 ** 30).toFixed(1)} GiB free there`}`, ...(ok ? {} : { fix: `${join(p.remoteRoot, 'landing', 'tmp')} and ${join(p.remoteRoot, 'landing', 'new')} must be writable by ${p.user} on ${peer}: log in as the daemon's own user (ferry), whose spool's landing/ is bind-mounted into the chroot (see the README, The receiving side)` }) });
     } catch (err) {
       const code = isFerryError(err) ? err.code : undefined;
       const fix = code === 'EHOSTKEY' || code === 'EHOSTKEY_UNKNOWN'
         ? `verify the fingerprint out of band, then put the peer's host key in ${p.knownHosts}`
-        : code === 'ETRANSPORT_AUTH' ? `authorize ${p.identity}.pub for ${p.user} on ${peer}` : `check that ${p.host}:${p.port} runs sshd and is reachable`;
+        : code === 'ETRANSPORT_AUTH' ? `authorize ${p.identity}.pub for ${p.user} on ${peer}: append it to /etc/ssh/authorized_keys/${p.user} there (see the README, The receiving side)` : `check that ${p.host}:${p.port} runs sshd and is reachable`;
       checks.push({ name: `${peer} ssh`, ok: false, detail: message(err), fix });
     } finally {
       await transport.close();
@@ -122,6 +116,38 @@ export async function runChecks(flags: GlobalFlags, now = Date.now()): Promise<C
   // Clock: ferry orders and expires by time; a clock far in the past breaks lifetimes and key expiry.
   const year = new Date(now).getUTCFullYear();
   checks.push(year >= 2024 ? { name: 'clock', ok: true, detail: new Date(now).toISOString() } : { name: 'clock', ok: false, detail: `the clock says ${new Date(now).toISOString()}`, fix: 'set the clock (NTP)' });
+  return checks;
+}
+
+/** How to fix one refused key file or directory. */
+function keyFix(e: FerryError, ownerUid: number | undefined): string {
+  const user = ownerUid === undefined ? 'ferry' : sudoUser(ownerUid);
+  switch (e.code) {
+    case 'EKEYOWNER': return `\`chown ${user}: ${e.path ?? '<file>'}\` (keys must belong to the daemon's user; deploy with rsync --chown=${user}:${user})`;
+    case 'EKEYPERM': return `\`chmod go-rwx ${e.path ?? '<file>'}\` (0600 files, 0700 directory; deploy with rsync --chmod=F600,D700)`;
+    case 'EKEYFORMAT': return `fix or remove ${e.path ?? 'the file named'}`;
+    default: return `see the message about ${e.path ?? 'the key directory'}`;
+  }
+}
+
+/** What a running daemon reports as failing: an accept pass that keeps failing, peers it cannot ship to. */
+function daemonErrorChecks(live: DaemonStatus, root: string, ownerUid: number | undefined): Check[] {
+  const checks: Check[] = [];
+  const at = (t: number) => new Date(t).toISOString();
+  if (live.lastAcceptError) {
+    const unreadable = /EACCES|EPERM/.test(live.lastAcceptError.message);
+    const user = ownerUid === undefined ? 'ferry' : sudoUser(ownerUid);
+    checks.push({
+      name: 'daemon accept', ok: false,
+      detail: `accepting outbox messages fails (since ${at(live.lastAcceptError.at)}): ${live.lastAcceptError.message}`,
+      fix: unreadable ? `a file the daemon cannot read blocks the outbox: \`chown -R ${user}: ${root}\`, and run ferry commands as ${user} only` : 'see the daemon log (journalctl -u ferry) for the failing step',
+    });
+  }
+  for (const p of live.peers) {
+    if (p.failures > 0 && p.lastError) {
+      checks.push({ name: `${p.peer} shipping`, ok: false, detail: `${p.failures} failure(s) in a row, last at ${at(p.lastError.at)}: ${p.lastError.message}`, fix: 'see the peer checks below and `ferry status`; the daemon retries with backoff' });
+    }
+  }
   return checks;
 }
 

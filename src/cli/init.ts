@@ -5,6 +5,7 @@ import { DEFAULT_CONFIG_PATH, starterConfig } from '../config/config.js';
 import { errno } from '../errors.js';
 import { validateHostName } from '../spool/names.js';
 import { configFrom, openSpool, type GlobalFlags } from './context.js';
+import { makeKeyDir } from './key-dir.js';
 import { out, type CliIO } from './io.js';
 
 /** Flags of `ferry init`. */
@@ -16,7 +17,7 @@ export interface InitFlags extends GlobalFlags {
 export async function initCommand(flags: InitFlags, io: CliIO): Promise<number> {
   if (flags.host !== undefined) validateHostName(flags.host);
   const config = await configFrom(flags, flags.host, true);
-  const spool = await openSpool(config, true);
+  const spool = await openSpool(config, { create: true });
   out(io, `spool ready at ${spool.root} (host ${config.host})`);
   if (config.path === undefined) {
     const path = flags.config ?? process.env.FERRY_CONFIG ?? DEFAULT_CONFIG_PATH;
@@ -28,6 +29,10 @@ export async function initCommand(flags: InitFlags, io: CliIO): Promise<number> 
       if (errno(err) !== 'EEXIST') throw err;
     }
   }
-  await fsp.mkdir(config.keys, { recursive: true, mode: 0o700 }).catch(() => undefined);
+  await makeKeyDir(config.keys).catch(() => undefined);
+  const owner = (await fsp.lstat(spool.root)).uid;
+  if (owner === 0) {
+    out(io, `note: the spool belongs to root; a daemon running as another user (the systemd unit's User=ferry) cannot use it: \`chown -R ferry:ferry ${spool.root}\`, then run every ferry command as that user (\`sudo -u ferry ferry …\`)`);
+  }
   return 0;
 }

@@ -1,11 +1,12 @@
 // `ferry keys generate|list`: make pair keys and show them — ids, peers, age, fingerprints, never secrets.
-import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../errors.js';
 import { fingerprint, generatePairKey, keyFileName, keyRows, KeyRing, loadKeyDir, writeKeyFile } from '../keys/index.js';
 import { validateHostName } from '../spool/names.js';
 import { configFrom, type GlobalFlags } from './context.js';
+import { makeKeyDir } from './key-dir.js';
 import { out, type CliIO } from './io.js';
+import { now } from '../clock.js';
 
 /** Flags of `ferry keys generate`. */
 export interface GenerateFlags extends GlobalFlags {
@@ -31,13 +32,13 @@ export async function keysGenerateCommand(flags: GenerateFlags, io: CliIO): Prom
   if (flags.expires !== undefined) {
     const days = Number(flags.expires);
     if (!Number.isFinite(days) || days <= 0) throw new FerryError('EUSAGE', `--expires expects a positive number of days, got ${JSON.stringify(flags.expires)}`);
-    expires = new Date(Date.now() + days * 86_400_000);
+    expires = new Date(now() + days * 86_400_000);
   }
   const key = await generatePairKey(a, b, expires === undefined ? {} : { expires });
   let path = flags.out;
   if (path === undefined) {
     const config = await configFrom(flags);
-    await fsp.mkdir(config.keys, { recursive: true, mode: 0o700 });
+    await makeKeyDir(config.keys);
     path = join(config.keys, keyFileName(key));
   }
   await writeKeyFile(path, key);

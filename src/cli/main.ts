@@ -33,7 +33,7 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
   const globals = (cmd: Command): GlobalFlags => cmd.optsWithGlobals() as GlobalFlags;
 
   program.command('init')
-    .description('create the spool layout (mode 0700) and a starter config')
+    .description('create the spool layout (mode 0700) and a starter config; run it as the daemon\'s user (sudo -u ferry ferry init …)')
     .option('--host <name>', "this host's name (default: the config's, else the machine's)")
     .addHelpText('after', '\nExample:\n  ferry init --host alpha --root /var/spool/ferry')
     .action((_opts, cmd: Command) => run(lazy.init().then((m) => m.initCommand(globals(cmd), io))));
@@ -55,7 +55,7 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
     .option('--wait <seconds>', 'wait this long for a message when the queue is empty', '0')
     .option('--max <n>', 'take at most n messages (0: all there are)', '1')
     .option('--lease <seconds>', 'how long a message stays invisible to others before it returns (default: the config\'s lease)')
-    .addOption(new Option('--exec <cmd>', 'run CMD per message (payload on stdin; FERRY_FILE, FERRY_ID, FERRY_ORIGIN, FERRY_QUEUE, FERRY_HEADERS in env); exit 0 commits, non-zero aborts').conflicts('out'))
+    .addOption(new Option('--exec <cmd>', 'run CMD per message (payload on stdin; FERRY_FILE, FERRY_ID, FERRY_ORIGIN, FERRY_QUEUE, FERRY_HEADERS (JSON), FERRY_ATTEMPT, FERRY_REPLY_TO, FERRY_CORRELATION_ID in env); exit 0 commits, non-zero aborts').conflicts('out'))
     .option('--out <dir>', 'write each payload into DIR, then commit; prints the paths')
     .addHelpText('after', '\nExamples:\n  ferry take orders --exec ./handle.sh --max 0\n  ferry take orders --wait 30 > order.json')
     .action((queue: string, _opts, cmd: Command) => run(lazy.take().then((m) => m.takeCommand(queue, globals(cmd), io))));

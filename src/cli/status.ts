@@ -8,6 +8,7 @@ import { listDir } from '../maildir/fsx.js';
 import { FerryError } from '../errors.js';
 import { configFrom, openSpool, type GlobalFlags } from './context.js';
 import { out, type CliIO } from './io.js';
+import { now as clockNow } from '../clock.js';
 
 /** Flags of `ferry status`. */
 export interface StatusFlags extends GlobalFlags {
@@ -60,13 +61,15 @@ export interface StatusReport {
   quarantine: number;
   /** Messages that could not be shipped (state/dead/). */
   deadOutbound: number;
+  /** The daemon's accept pass (outbox → channels) failing right now: when and why; null when it works. */
+  acceptError: string | null;
 }
 
 /** Gathers the status of a spool. */
 export async function gatherStatus(flags: GlobalFlags): Promise<StatusReport> {
   const config = await configFrom(flags);
-  const spool = await openSpool(config);
-  const now = Date.now();
+  const spool = await openSpool(config, { inspect: true });
+  const now = clockNow();
   const depths = await spool.outbox.depths();
   const names = new Set<string>([...depths.keys(), ...(await spool.inbox.queues()), ...(await spool.outbox.queues())]);
   const queues: QueueStatus[] = [];
@@ -111,6 +114,7 @@ export async function gatherStatus(flags: GlobalFlags): Promise<StatusReport> {
     host: config.host, root: config.root, time: new Date(now).toISOString(),
     daemon: { running: live !== undefined, pid: live?.pid ?? null, since: iso(live?.started) },
     queues, peers, quarantine, deadOutbound,
+    acceptError: daemonStatus?.lastAcceptError ? `${iso(daemonStatus.lastAcceptError.at)} ${daemonStatus.lastAcceptError.message}` : null,
   };
 }
 
@@ -139,6 +143,7 @@ function render(io: CliIO, report: StatusReport, rates?: Map<string, number>): v
   }
   out(io, '');
   out(io, `quarantined bundles: ${report.quarantine}   undeliverable (dead) outbound: ${report.deadOutbound}`);
+  if (report.acceptError) out(io, `accepting outbox messages fails: ${report.acceptError} (nothing new is shipped; see \`ferry doctor\`)`);
 }
 
 /** Prints the status once, or keeps refreshing it with --watch (clearing the screen on a TTY). */
@@ -154,7 +159,7 @@ export async function statusCommand(flags: StatusFlags, io: CliIO, signal?: Abor
   let previous: { at: number; shipped: Map<string, number> } | undefined;
   while (!signal?.aborted) {
     const report = await gatherStatus(flags);
-    const now = Date.now();
+    const now = clockNow();
     const shipped = new Map(report.peers.map((p) => [p.peer, p.shipped]));
     const rates = new Map<string, number>();
     if (previous) {

@@ -1,5 +1,6 @@
 // The configuration file (TOML): parsed with smol-toml, validated with zod, one sentence per problem.
-import { promises as fsp } from 'node:fs';
+import { accessSync, constants, promises as fsp, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
@@ -32,8 +33,14 @@ const peerSchema = z.strictObject({
 const queueSchema = z.strictObject({
   /** Compress payloads of this queue before sealing. */
   compression: z.enum(['none', 'gzip', 'br']).default('none'),
-  /** Seconds a file in drop/<queue>/ must stay unchanged before it is ingested. */
+  /** Seconds a file in drop/<queue>/ must stay unchanged before it is ingested (with `commit = "settle"`). */
   settle: z.number().positive().default(5),
+  /**
+   * What tells ferry a file in drop/<queue>/ is complete. "settle" (default): an `X.done` marker, or size and
+   * mtime unchanged for `settle` seconds — safe only for writers that never pause longer than that.
+   * "marker": only an `X.done` marker, never time — for writers that may stall (scp over a slow link).
+   */
+  commit: z.enum(['settle', 'marker']).default('settle'),
 });
 
 const configSchema = z.strictObject({
@@ -179,7 +186,7 @@ export async function loadConfig(path: string | undefined, overrides: ConfigOver
     text = await fsp.readFile(file, 'utf8');
   } catch (err) {
     if (errno(err) === 'ENOENT' && (explicit === undefined || allowMissing)) return validateConfig({}, undefined, overrides);
-    const why = errno(err) === 'ENOENT' ? 'does not exist' : errno(err) === 'EACCES' ? 'is not readable' : errno(err) === 'EISDIR' ? 'is a directory' : `cannot be read (${errno(err) ?? String(err)})`;
+    const why = errno(err) === 'ENOENT' ? 'does not exist' : errno(err) === 'EACCES' ? `is not readable by ${whoAmI()} (EACCES: ${unreadableCause(file)})` : errno(err) === 'EISDIR' ? 'is a directory' : `cannot be read (${errno(err) ?? String(err)})`;
     throw new FerryError('ECONFIG', `config file ${file} ${why}`, { path: file, cause: err });
   }
   let raw: unknown;
@@ -190,6 +197,36 @@ export async function loadConfig(path: string | undefined, overrides: ConfigOver
     throw new FerryError('ECONFIG', `config file ${file} is not valid TOML: ${msg}`, { path: file, cause: err });
   }
   return validateConfig(raw, file, overrides);
+}
+
+/** `uid 995` of this process, for messages. */
+function whoAmI(): string {
+  const uid = process.geteuid?.();
+  return uid === undefined ? 'this user' : `uid ${uid}`;
+}
+
+/** Why `file` cannot be read: the first directory on its path this process may not search, or the file's own mode. */
+function unreadableCause(file: string): string {
+  const parts = resolve(file).split('/').filter((p) => p.length > 0);
+  let dir = '/';
+  for (const part of parts.slice(0, -1)) {
+    dir = join(dir, part);
+    try {
+      accessSync(dir, constants.X_OK);
+    } catch {
+      return `directory ${dir} (${modeOf(dir)}) is not searchable; make it 0755`;
+    }
+  }
+  return `the file's mode is ${modeOf(file)}; make it readable, e.g. 0644 owned by root`;
+}
+
+function modeOf(path: string): string {
+  try {
+    const st = statSync(path);
+    return `mode 0${(st.mode & 0o7777).toString(8)}, owner uid ${st.uid}`;
+  } catch {
+    return 'not stat-able';
+  }
 }
 
 /** The peers (and/or this host) a queue is routed to: its own route, else the "*" route, else none. */
@@ -210,10 +247,10 @@ root = "${root}"
 keys = "${keys}"
 
 # [peers.beta]
-# ssh = "ferry@beta.example:22"
+# ssh = "ferry@beta.example:22"          # beta's daemon user, logging in to its chrooted SFTP-only account
 # identity = "/etc/ferry/ssh/id_ed25519"
 # known_hosts = "/etc/ferry/ssh/known_hosts"
-# remote_root = "/var/spool/ferry"
+# remote_root = "/"                      # "/" under the README's chroot; beta's spool root without one
 
 [routes]
 # orders = ["beta"]

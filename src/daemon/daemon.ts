@@ -3,7 +3,7 @@ import type { Server } from 'node:net';
 import { watch, type FSWatcher } from 'chokidar';
 import { pino, type Logger } from 'pino';
 import { queueConfig, routeFor, type FerryConfig } from '../config/config.js';
-import { FerryError } from '../errors.js';
+import { FerryError, isFerryError } from '../errors.js';
 import { sodiumReady, type SealKey } from '../envelope/index.js';
 import { KeyStore } from '../keys/index.js';
 import { loadSelfKey, type SelfKey } from '../keys/self-key.js';
@@ -12,12 +12,14 @@ import { Acceptor } from '../channel/acceptor.js';
 import { Shipper, type PeerStatus } from '../channel/shipper.js';
 import { DropIngester } from '../drop/drop-ingest.js';
 import { Receiver, quarantineCount, type ReceiverCounters } from '../receive/receiver.js';
+import { PROBE_PREFIX } from '../spool/mount-probe.js';
 import { Spool } from '../spool/spool.js';
 import { LocalTransport, SftpTransport } from '../transport/index.js';
 import type { Transport } from '../transport/transport.js';
 import { acquireLock } from './lock.js';
 import { Metrics } from './metrics.js';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { now } from '../clock.js';
 
 /** Daemon settings beyond the config file. Every field has a default. */
 export interface DaemonOptions {
@@ -71,7 +73,7 @@ export class Daemon {
   private acceptDirty = true;
   private receiveDirty = true;
   private loops: Promise<void>[] = [];
-  private readonly started = Date.now();
+  private readonly started = now();
   private lastAcceptError: { at: number; message: string } | null = null;
 
   constructor(private config: FerryConfig, private readonly opts: DaemonOptions = {}) {
@@ -88,7 +90,9 @@ export class Daemon {
       this.keys = new KeyStore(this.config.keys, {
         onReload: (ring, errors) => {
           for (const e of errors) this.log.error({ code: e.code, path: e.path }, e.message);
-          this.log.info({ keys: ring.size }, 'keys loaded');
+          const keyless = this.peersWithoutKey();
+          if (keyless.length > 0) this.log.warn({ keys: ring.size, noKeyFor: keyless }, 'keys loaded, but no usable key for some peers: their messages wait in the outbox');
+          else this.log.info({ keys: ring.size }, 'keys loaded');
           // Bundles quarantined only for an unknown key get another chance once the key is here.
           this.receiver?.requeueKeyless((id) => ring.status(id) === 'active')
             .then((n) => { if (n > 0) { this.receiveDirty = true; this.receiveWake?.(); } })
@@ -114,7 +118,7 @@ export class Daemon {
       await this.receiver.recover();
       await this.receiver.requeueKeyless((id) => this.keys.ring.status(id) === 'active');
       if (this.config.metrics) await this.startMetrics(this.config.metrics);
-      this.drop = new DropIngester(this.spool, (queue) => queueConfig(this.config, queue).settle * 1000, this.log);
+      this.drop = new DropIngester(this.spool, (queue) => queueConfig(this.config, queue).settle * 1000, this.log, (queue) => queueConfig(this.config, queue).commit === 'marker');
       await this.startShippers();
       this.startWatching();
       this.loops.push(this.acceptLoop(), this.receiveLoop());
@@ -136,7 +140,8 @@ export class Daemon {
       peers: () => [...this.shippers.values()].map((s) => s.status),
       queues: async () => {
         const depths = await this.spool.outbox.depths();
-        const names = new Set([...depths.keys(), ...(await this.spool.inbox.queues())]);
+        // Empty queues too: a gauge with no sample cannot be told apart from a missing one.
+        const names = new Set([...depths.keys(), ...(await this.spool.outbox.queues()), ...(await this.spool.inbox.queues())]);
         const rows = [];
         for (const queue of names) {
           const c = await this.spool.inbox.counts(queue);
@@ -148,6 +153,22 @@ export class Daemon {
     });
     await this.metrics.listen(address);
     this.log.info({ address }, 'metrics served at /metrics');
+  }
+
+  /** Applies a changed `metrics` address on reload: the old listener closes, the new one (if any) opens. */
+  private async restartMetrics(address: string | undefined): Promise<void> {
+    await this.metrics?.close();
+    this.metrics = undefined;
+    if (address === undefined) {
+      this.log.info({}, 'metrics no longer served');
+      return;
+    }
+    try {
+      await this.startMetrics(address);
+    } catch (err) {
+      this.metrics = undefined;
+      this.log.error({ address, err: String(err instanceof Error ? err.message : err) }, 'could not serve metrics at the new address; fix it and reload again');
+    }
   }
 
   /** Commits complete files from drop/ into the outbox (one pass at a time). */
@@ -165,6 +186,20 @@ export class Daemon {
       .finally(() => { this.dropBusy = false; });
   }
 
+  /** Peers (never this host) that messages may be routed to and that no unexpired key binds to this host. */
+  private peersWithoutKey(): string[] {
+    const missing: string[] = [];
+    for (const peer of this.destinations()) {
+      if (peer === this.config.host || !this.keys) continue;
+      try {
+        this.keys.ring.sealingKey(this.config.host, peer);
+      } catch {
+        missing.push(peer);
+      }
+    }
+    return missing.sort();
+  }
+
   private sealingKey(peer: string): SealKey {
     if (peer === this.config.host) return this.selfKey;
     return this.keys.ring.sealingKey(this.config.host, peer);
@@ -179,7 +214,8 @@ export class Daemon {
       peer, host: p.host, port: p.port, username: p.user, identity: p.identity, knownHosts: p.knownHosts, remoteRoot: p.remoteRoot,
       // The peer delivers a bundle while it still sits in its landing area: never fill its disk past the point where it can.
       keepDeliveryRoom: true,
-      logger: this.log.child({ peer }) as never,
+      // Not a child logger bound to { peer }: every transport line names its peer itself (a binding would repeat the key).
+      logger: this.log as never,
     });
   }
 
@@ -232,7 +268,8 @@ export class Daemon {
       atomic: false,
       depth: 2,
       // Only the outbox's own tmp/ (producers writing) is noise; compare below the root, which may itself sit under /tmp.
-      ignored: (path: string) => path.startsWith(l.outbox) && /\/tmp(\/|$)/.test(path.slice(l.outbox.length)),
+      // Probe files of a `ferry doctor` (possibly root's, unreadable to us) come and go: not worth a watch.
+      ignored: (path: string) => basename(path).startsWith(PROBE_PREFIX) || (path.startsWith(l.outbox) && /\/tmp(\/|$)/.test(path.slice(l.outbox.length))),
     });
     const onEvent = (path: string) => {
       if (path.startsWith(l.drop)) {
@@ -274,8 +311,9 @@ export class Daemon {
           const r = await this.acceptOnce();
           if (r === 0 || this.stopping) break;
         }
+        this.lastAcceptError = null; // a whole pass went through: what failed before is fixed
       } catch (err) {
-        this.lastAcceptError = { at: Date.now(), message: String(err instanceof Error ? err.message : err) };
+        this.lastAcceptError = { at: now(), message: String(err instanceof Error ? err.message : err) };
         this.log.error({ err: this.lastAcceptError.message }, 'accepting outbox messages failed; retrying');
         // Finish (or discard) what the failed pass left: a committed journal, tmp bundles, a stale sequence cache.
         await this.acceptor.recover().catch((recoverErr: unknown) => this.log.error({ err: String(recoverErr) }, 'accept recovery failed; retrying'));
@@ -316,7 +354,9 @@ export class Daemon {
       this.log.error({}, 'reload ignored: host and root cannot change while running; restart the daemon');
       return;
     }
+    const metricsBefore = this.config.metrics;
     this.config = config;
+    if (config.metrics !== metricsBefore) await this.restartMetrics(config.metrics);
     await this.keys.reload();
     await this.startShippers();
     this.acceptDirty = true;
@@ -329,10 +369,19 @@ export class Daemon {
     const peers: PeerStatus[] = [];
     for (const s of this.shippers.values()) {
       await s.backlog().catch(() => undefined);
-      peers.push({ ...s.status });
+      const line = { ...s.status };
+      // Messages without a key never reach the shipper, so it has no error of its own: say why nothing moves.
+      if (line.peer !== this.config.host) {
+        try {
+          this.keys.ring.sealingKey(this.config.host, line.peer);
+        } catch (err) {
+          line.lastError = { at: now(), message: `no key: ${err instanceof Error ? err.message : String(err)}`, code: isFerryError(err) ? err.code : 'EKEY_NONE' };
+        }
+      }
+      peers.push(line);
     }
     return {
-      pid: process.pid, host: this.config.host, started: this.started, updated: Date.now(), peers,
+      pid: process.pid, host: this.config.host, started: this.started, updated: now(), peers,
       receiver: { ...this.receiver.counters }, quarantine: await quarantineCount(this.spool), lastAcceptError: this.lastAcceptError,
     };
   }

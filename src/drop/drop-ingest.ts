@@ -1,7 +1,8 @@
 // Ingesting drop/<queue>/: files legacy scripts cp, scp or write slowly, committed only once complete.
 //
 // A file is complete when (a) a marker `X.done` sits beside it, or (b) its size and mtime have not
-// changed for the queue's settle time. Names a writer is still working on are never looked at:
+// changed for the queue's settle time — unless the queue commits by marker only (`commit = "marker"`):
+// then only (a), since a writer that stalls longer than any settle time would be shipped half. Names a writer is still working on are never looked at:
 // dot-files (`.X`, rsync and many scripts write those, then rename) and `*.tmp` files.
 // A complete file is fsynced (its writer may not have) and then committed by one rename into
 // outbox/<queue>/new/ — the maildir commit — so it is never shipped half-written and never twice.
@@ -13,9 +14,12 @@ import { uniqueName } from '../maildir/unique.js';
 import { isQueueName } from '../spool/names.js';
 import type { Spool } from '../spool/spool.js';
 import type { Log } from '../channel/acceptor.js';
+import { now as clockNow } from '../clock.js';
 
 /** How long a file must stay unchanged, per queue, in ms. */
 export type SettleFor = (queue: string) => number;
+/** Per queue: true when only an `X.done` marker commits a file (settle time never does). */
+export type MarkerOnly = (queue: string) => boolean;
 
 interface Seen {
   size: number;
@@ -27,10 +31,10 @@ interface Seen {
 export class DropIngester {
   private readonly seen = new Map<string, Seen>();
 
-  constructor(private readonly spool: Spool, private readonly settleFor: SettleFor, private readonly log: Log) {}
+  constructor(private readonly spool: Spool, private readonly settleFor: SettleFor, private readonly log: Log, private readonly markerOnly: MarkerOnly = () => false) {}
 
   /** One pass over every drop queue; returns how many files were committed. */
-  async ingestOnce(now = Date.now()): Promise<number> {
+  async ingestOnce(now = clockNow()): Promise<number> {
     let committed = 0;
     const alive = new Set<string>();
     for (const queue of (await listDir(this.spool.layout.drop)).filter(isQueueName)) {
@@ -80,6 +84,7 @@ export class DropIngester {
       return false;
     }
     if (!marked) {
+      if (this.markerOnly(queue)) return false; // however long it has been still, only X.done says it is complete
       const prev = this.seen.get(key);
       if (!prev || prev.size !== st.size || prev.mtimeMs !== st.mtimeMs) {
         this.seen.set(key, { size: st.size, mtimeMs: st.mtimeMs, since: now });
@@ -129,7 +134,7 @@ export class DropIngester {
     const dir = join(this.spool.layout.deadOut, 'drop');
     await ensureDir(dir);
     const dead = `${queue}.${name}`;
-    await replaceFileDurable(join(dir, `${dead}.reason.json`), JSON.stringify({ reason, at: Date.now(), source: path }));
+    await replaceFileDurable(join(dir, `${dead}.reason.json`), JSON.stringify({ reason, at: clockNow(), source: path }));
     await renameIfExists(path, join(dir, dead));
     this.log.error({ queue, file: name, reason }, 'drop entry moved to dead letters');
   }

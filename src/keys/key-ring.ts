@@ -2,6 +2,7 @@
 
 import { FerryError } from '../errors.js';
 import { bindsPair, isExpired, makePairKey, type PairKey } from './pair-key.js';
+import { now as clockNow } from '../clock.js';
 
 /** Where a key id stands in a ring at a given time. */
 export type KeyStatus = 'active' | 'expired' | 'unknown';
@@ -47,33 +48,33 @@ export class KeyRing {
    * created last (ties broken by the greater id, so every host picks the same one).
    * Throws FerryError `EKEY_NONE` naming the pair and the key directory.
    */
-  sealingKey(self: string, peer: string, now: Date = new Date()): PairKey {
+  sealingKey(self: string, peer: string, now: Date = new Date(clockNow())): PairKey {
     let best: PairKey | undefined;
     for (const key of this.#sorted) {
       if (!bindsPair(key, self, peer) || isExpired(key, now)) continue;
       if (best === undefined || compareAge(key, best) > 0) best = key;
     }
     if (best === undefined) {
-      throw new FerryError('EKEY_NONE', `no unexpired key binds ${self} and ${peer}${this.#inDir()}; deploy one (ferry keys generate ${self} ${peer}).`, { peer, path: this.dir });
+      throw new FerryError('EKEY_NONE', `no unexpired key binds ${self} and ${peer}${this.#inDir()}; deploy one (ferry keys generate --peers ${self},${peer}, then copy it to both hosts).`, { peer, path: this.dir });
     }
     return best;
   }
 
   /** The key with this id if it exists and is unexpired at `now`, else undefined (see {@link status} for which). */
-  lookup(id: string, now: Date = new Date()): PairKey | undefined {
+  lookup(id: string, now: Date = new Date(clockNow())): PairKey | undefined {
     const key = this.#byId.get(id);
     return key === undefined || isExpired(key, now) ? undefined : key;
   }
 
   /** Whether `id` is an unexpired key, an expired one, or not in the ring. */
-  status(id: string, now: Date = new Date()): KeyStatus {
+  status(id: string, now: Date = new Date(clockNow())): KeyStatus {
     const key = this.#byId.get(id);
     if (key === undefined) return 'unknown';
     return isExpired(key, now) ? 'expired' : 'active';
   }
 
   /** The key to open an envelope naming `id`. Throws FerryError `EKEY_UNKNOWN` or `EKEY_EXPIRED`. */
-  openingKey(id: string, now: Date = new Date()): PairKey {
+  openingKey(id: string, now: Date = new Date(clockNow())): PairKey {
     const key = this.#byId.get(id);
     const shown = JSON.stringify(id.slice(0, 80));
     if (key === undefined) {
@@ -89,7 +90,7 @@ export class KeyRing {
    * {@link openingKey}, and also require the key to bind exactly `self` and `origin`: a receiver
    * accepts origin A only under a key A shares with it. Throws `EKEY_UNKNOWN`, `EKEY_EXPIRED`, `EKEY_PAIR`.
    */
-  openingKeyFor(id: string, self: string, origin: string, now: Date = new Date()): PairKey {
+  openingKeyFor(id: string, self: string, origin: string, now: Date = new Date(clockNow())): PairKey {
     const key = this.openingKey(id, now);
     if (!bindsPair(key, self, origin)) {
       throw new FerryError('EKEY_PAIR', `key \`${key.id}\` binds ${key.peers[0]} and ${key.peers[1]}, not ${self} and ${origin}.`, { peer: origin, path: key.path ?? this.dir });
@@ -103,7 +104,7 @@ export class KeyRing {
   }
 
   /** The hosts `host` shares an unexpired key with at `now`, sorted. */
-  peersOf(host: string, now: Date = new Date()): string[] {
+  peersOf(host: string, now: Date = new Date(clockNow())): string[] {
     const peers = new Set<string>();
     for (const key of this.#sorted) {
       if (isExpired(key, now)) continue;

@@ -4,6 +4,7 @@ import { stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errno, FerryError } from '../errors.js';
 import type { PairKey } from './pair-key.js';
+import { describeUser, sudoUser } from '../spool/owner.js';
 import { octalMode, readKeyFile } from './read-key-file.js';
 
 /** Options of {@link loadKeyDir}. */
@@ -65,7 +66,7 @@ export async function scanKeyDir(dir: string, opts: LoadKeyDirOptions = {}): Pro
       return { keys: [], errors: [err], state: 'refused', identity };
     }
     if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
-      const err = new FerryError('EKEYOWNER', `key directory ${dir} is owned by uid ${st.uid}; expected uid ${uid} or root; no key loaded.`, { path: dir });
+      const err = new FerryError('EKEYOWNER', `key directory ${dir} is owned by ${describeUser(st.uid)}, ${uid === 0 ? 'not root' : `neither root nor ${describeUser(uid)}`}, the user ferry runs as: run ferry as the directory's owner (\`sudo -u ${sudoUser(st.uid)} ferry …\`); no key loaded.`, { path: dir });
       return { keys: [], errors: [err], state: 'refused', identity };
     }
     names = (await readdir(dir)).filter(isKeyFileName).sort();

@@ -3,6 +3,7 @@
 import { constants, type Stats } from 'node:fs';
 import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { errno, FerryError } from '../errors.js';
+import { describeUser, sudoUser } from '../spool/owner.js';
 import { MAX_KEY_FILE_BYTES, parseKeyFile } from './key-file.js';
 import type { PairKey } from './pair-key.js';
 
@@ -85,7 +86,7 @@ function checkStats(path: string, st: Stats, uid: number | undefined): void {
     throw new FerryError('EKEYPERM', `key file ${path} is ${kind(st)}; expected a regular file.`, { path });
   }
   if (uid !== undefined && st.uid !== uid) {
-    throw new FerryError('EKEYOWNER', `key file ${path} is owned by uid ${st.uid}; expected uid ${uid}, the user ferry runs as.`, { path });
+    throw new FerryError('EKEYOWNER', `key file ${path} is owned by ${describeUser(st.uid)}, not by ${describeUser(uid)}, the user ferry runs as: give it to that user (\`chown ${sudoUser(uid)}: ${path}\`) or run ferry as its owner (\`sudo -u ${sudoUser(st.uid)} ferry …\`).`, { path });
   }
   if ((st.mode & 0o077) !== 0) {
     throw new FerryError('EKEYPERM', `key file ${path} has mode ${octalMode(st.mode)}; expected 0600 (no group/other access).`, { path });

@@ -6,6 +6,12 @@ export interface SpoolOptions {
   host: string;
   /** Create the layout when it is missing (what `ferry init` does). Default: false — a missing spool is an error. */
   create?: boolean;
+  /**
+   * Open only to look (`ferry status`, `ferry doctor`, `ferry flush`): create nothing, change no mode, run no
+   * recovery, and allow any user who can read the spool (root included). Default: false — a writer, which
+   * must be the spool's owner (`ESPOOL_OWNER` otherwise) and recovers what a crash left behind.
+   */
+  inspect?: boolean;
   /** How long a take holds a message before it returns to the queue, in ms. Default: 300 000 (5 min). */
   leaseMs?: number;
   /** Failed attempts (aborts, expired leases) before a message moves to its queue's dead-letter directory. Default: 5. */
@@ -17,13 +23,14 @@ export interface SpoolOptions {
 }
 
 /** {@link SpoolOptions} with every default filled in. */
-export type ResolvedSpoolOptions = Required<Omit<SpoolOptions, 'create'>> & { create: boolean };
+export type ResolvedSpoolOptions = Required<Omit<SpoolOptions, 'create' | 'inspect'>> & { create: boolean; inspect: boolean };
 
 /** Fills in the defaults of {@link SpoolOptions}. */
 export function resolveSpoolOptions(opts: SpoolOptions): ResolvedSpoolOptions {
   return {
     host: opts.host,
     create: opts.create ?? false,
+    inspect: opts.inspect ?? false,
     leaseMs: opts.leaseMs ?? 300_000,
     maxAttempts: opts.maxAttempts ?? 5,
     tmpMaxAgeMs: opts.tmpMaxAgeMs ?? 36 * 3600_000,

@@ -2,15 +2,19 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, errno } from '../errors.js';
-import { assertRealDirs, ensureDir, isRealDirIfPresent, listDir, unlinkIfExists } from '../maildir/fsx.js';
+import { DIR_MODE, assertRealDirs, ensureDir, isRealDirIfPresent, listDir, unlinkIfExists } from '../maildir/fsx.js';
 import { Inbox, type TakeOptions } from '../inbox/inbox.js';
 import { InboxDelivery } from '../inbox/delivery.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
 import { Outbox } from '../outbox/outbox.js';
 import { Transaction, type PayloadInput, type SendOptions } from '../outbox/transaction.js';
 import { SpoolLayout } from './layout.js';
+import { allowedBits } from './modes.js';
+import { probeOneMount } from './mount-probe.js';
+import { assertSpoolOwner } from './owner.js';
 import { validateHostName } from './names.js';
 import { resolveSpoolOptions, type ResolvedSpoolOptions, type SpoolContext, type SpoolOptions } from './options.js';
+import { now as clockNow } from '../clock.js';
 
 /** What one recovery pass did. */
 export interface RecoveryReport {
@@ -43,13 +47,18 @@ export class Spool implements SpoolContext {
 
   /**
    * Opens the spool at `root` (creating its layout when `create` is set), checks it is sound —
-   * real directories, one file system — and recovers what a crash left behind.
-   * Throws `ENOT_INIT` when the spool does not exist and `create` is not set.
+   * real directories, one file system and one mount (a link probe), owned by this process's user —
+   * and recovers what a crash left behind. With `inspect` it only looks: nothing is created, written,
+   * chmod-ed or recovered (no link probe either), and any user who can read the spool may open it.
+   * Throws `ENOT_INIT` when the spool does not exist and `create` is not set, `ESPOOL_OWNER` when a
+   * writer is not the spool's owner, `ESPOOL_XDEV` when its directories span file systems or mounts.
    */
   static async open(root: string, opts: SpoolOptions): Promise<Spool> {
     validateHostName(opts.host);
     const spool = new Spool(root, resolveSpoolOptions(opts));
-    if (!spool.options.create) {
+    const { inspect } = spool.options;
+    const create = spool.options.create && !inspect;
+    if (!create) {
       try {
         await fsp.lstat(spool.layout.state);
       } catch (err) {
@@ -59,15 +68,35 @@ export class Spool implements SpoolContext {
         throw err;
       }
     }
+    if (create) {
+      await fsp.mkdir(root, { mode: DIR_MODE }).catch((err: unknown) => {
+        if (errno(err) !== 'EEXIST') throw err;
+      });
+    }
+    if (!inspect) {
+      // Before anything is written or chmod-ed: a file made by another user than the daemon's would wedge it.
+      const st = await fsp.lstat(root);
+      if (!st.isSymbolicLink()) assertSpoolOwner(root, st.uid);
+    }
     const devices = new Set<number>();
     for (const dir of spool.layout.fixedDirs) {
-      await ensureDir(dir, true);
+      if (inspect) {
+        if (!(await isRealDirIfPresent(dir))) continue;
+      } else {
+        // Bits an operator granted on purpose (0710 on the root and drop/) are kept; anything looser is tightened.
+        await ensureDir(dir, true, allowedBits(spool.layout, dir));
+      }
       devices.add((await fsp.lstat(dir)).dev);
     }
     if (devices.size > 1) {
       throw new FerryError('ESPOOL_XDEV', `the directories of spool ${root} span several file systems; renames between them would not be atomic`, { path: root });
     }
-    await spool.recover();
+    if (!inspect) {
+      // The same device can still be two mounts (a bind mount), where renames fail just the same: try one.
+      // (Inspect-only opens write nothing; `ferry doctor` runs the probe itself.)
+      await probeOneMount(spool.layout);
+      await spool.recover();
+    }
     return spool;
   }
 
@@ -103,7 +132,7 @@ export class Spool implements SpoolContext {
    * Returns expired leases, finishes leases of committed transactions, and removes tmp/ debris
    * older than `tmpMaxAgeMs`. Safe to run at any time, from any process.
    */
-  async recover(now = Date.now()): Promise<RecoveryReport> {
+  async recover(now = clockNow()): Promise<RecoveryReport> {
     const report: RecoveryReport = { leasesReturned: 0, tmpRemoved: 0 };
     const { layout } = this;
     // Recovery deletes and renames: never through a symlink planted in place of a spool directory.

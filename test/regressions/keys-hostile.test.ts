@@ -39,7 +39,7 @@ describe('hostile key files', () => {
     await chown(key.path, 65534, 65534);
     const err = await onlyRefusal();
     expect(err.code).toBe('EKEYOWNER');
-    expect(err.message).toBe(`key file ${key.path} is owned by uid 65534; expected uid 0, the user ferry runs as.`);
+    expect(err.message).toBe(`key file ${key.path} is owned by uid 65534 (nobody), not by uid 0 (root), the user ferry runs as: give it to that user (\`chown root: ${key.path}\`) or run ferry as its owner (\`sudo -u nobody ferry …\`).`);
   });
 
   it('refuses a symlink to a valid key file with EKEYPERM', async () => {
