@@ -20,6 +20,7 @@ import { crashPoint } from '../spool/crash-point.js';
 import type { Spool } from '../spool/spool.js';
 import { formatBundleName } from './bundle-name.js';
 import { ChannelDir, type ChannelState } from './channel-state.js';
+import { now } from '../clock.js';
 
 /** Decides where messages go and how they travel. */
 export interface AcceptPolicy {
@@ -35,9 +36,15 @@ export interface AcceptPolicy {
 
 /** Batch and bundle sizes. Every field has a default. */
 export interface AcceptLimits {
-  /** Most messages taken from the outbox in one pass. Default 10 000. */
+  /**
+   * Most messages taken from the outbox in one pass. Default 2 000, one full bundle: a backlog then
+   * goes out as a stream of passes, and the first bundle ships while the next pass is being sealed.
+   */
   batchMessages?: number;
-  /** Most payload bytes taken in one pass (one larger entry is still taken alone). Default 256 MiB. */
+  /**
+   * Most payload bytes taken in one pass (one larger entry is still taken alone). Default 32 MiB: small
+   * commit files are held in memory for the pass, so this bounds what a pass holds.
+   */
   batchBytes?: number;
   /** Most messages in one bundle. Default 2 000. */
   bundleMessages?: number;
@@ -95,6 +102,10 @@ async function* readRange(fh: FileHandle, start: number, size: number): AsyncIte
   }
 }
 
+async function* once(chunk: Uint8Array): AsyncIterable<Uint8Array> {
+  yield chunk;
+}
+
 /** Moves outbox entries into channels. One per daemon (the daemon's lock makes it the only writer). */
 export class Acceptor {
   private readonly states = new Map<string, ChannelState>();
@@ -103,8 +114,8 @@ export class Acceptor {
 
   constructor(private readonly spool: Spool, private readonly policy: AcceptPolicy, private readonly log: Log, limits: AcceptLimits = {}) {
     this.limits = {
-      batchMessages: limits.batchMessages ?? 10_000,
-      batchBytes: limits.batchBytes ?? 256 * 1024 * 1024,
+      batchMessages: limits.batchMessages ?? 2_000,
+      batchBytes: limits.batchBytes ?? 32 * 1024 * 1024,
       bundleMessages: limits.bundleMessages ?? 2_000,
       bundleBytes: limits.bundleBytes ?? 4 * 1024 * 1024,
     };
@@ -216,7 +227,9 @@ export class Acceptor {
           const dests = this.policy.destinations(m.queue, m.to);
           if (dests.length === 0 || !this.hasKeys(dests)) return this.hold(entry, m.queue, file.index.committed, dests.length === 0 ? 'no route' : 'no key');
           const offset = file.offsets[i] as number;
-          out.push({ msg: { queue: m.queue, id: m.id, headers: m.headers, committed: file.index.committed, size: m.size, read: () => readRange(file.handle, offset, m.size) }, dests });
+          const data = file.data;
+          const read = data ? () => once(data.subarray(offset, offset + m.size)) : () => readRange(file.handle, offset, m.size);
+          out.push({ msg: { queue: m.queue, id: m.id, headers: m.headers, committed: file.index.committed, size: m.size, read }, dests });
         }
         return out;
       }
@@ -225,7 +238,7 @@ export class Acceptor {
       if (st.nlink > 1) {
         // A maildir producer links tmp/X to new/X and then unlinks tmp/X; a file that keeps a second
         // link may be a hard link to a file the producer could not read: never ship it.
-        if (Date.now() - st.ctimeMs > 60_000) return this.deadLetter(entry, `has ${st.nlink} hard links; refusing to ship a file linked from elsewhere`);
+        if (now() - st.ctimeMs > 60_000) return this.deadLetter(entry, `has ${st.nlink} hard links; refusing to ship a file linked from elsewhere`);
         return 'held';
       }
       const dests = this.policy.destinations(entry.queue, undefined);
@@ -257,7 +270,7 @@ export class Acceptor {
   }
 
   private async hold(entry: OutboxEntry, queue: string, committed: number, why: 'no route' | 'no key'): Promise<'held' | 'gone'> {
-    const age = Date.now() - committed;
+    const age = now() - committed;
     if (age > this.policy.lifetimeMs) {
       return this.deadLetter(entry, why === 'no route' ? `no route for queue ${queue} within the message lifetime` : `no key for a destination of queue ${queue} within the message lifetime`);
     }
@@ -274,7 +287,7 @@ export class Acceptor {
     const dir = join(this.spool.layout.deadOut, 'outbox');
     await ensureDir(dir);
     const name = entry.kind === 'raw' ? `${entry.queue}.${entry.name}` : entry.name;
-    await replaceFileDurable(join(dir, `${name}.reason.json`), JSON.stringify({ reason, at: Date.now(), source: entry.path }));
+    await replaceFileDurable(join(dir, `${name}.reason.json`), JSON.stringify({ reason, at: now(), source: entry.path }));
     await renameIfExists(entry.path, join(dir, name));
     await fsyncDir(dir);
     this.log.error({ path: entry.path, reason }, 'outbox entry moved to dead letters');
@@ -307,7 +320,7 @@ export class Acceptor {
         payload: m.read,
       }));
       await writeSealedBundle({ write: (chunk) => writeAll(fh, chunk) }, key, {
-        origin: this.spool.host, destination: peer, channel: epoch, firstSeq, count: group.length, created: Date.now(),
+        origin: this.spool.host, destination: peer, channel: epoch, firstSeq, count: group.length, created: now(),
       }, messages);
       await fh.sync();
     } finally {

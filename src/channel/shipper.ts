@@ -13,6 +13,7 @@ import type { Log } from './acceptor.js';
 import { Backoff } from './backoff.js';
 import { parseBundleName } from './bundle-name.js';
 import type { ChannelDir } from './channel-state.js';
+import { now } from '../clock.js';
 
 /** Shipper settings. */
 export interface ShipperOptions {
@@ -71,6 +72,7 @@ export class Shipper {
   start(): void {
     if (this.running) return;
     this.running = true;
+    void this.transport.warm?.();
     this.loop = this.run();
   }
 
@@ -128,7 +130,7 @@ export class Shipper {
     if (names.length > 0) {
       try {
         const st = await fsp.stat(join(this.channel.out, names[0] as string));
-        this.status.oldestMs = Date.now() - st.mtimeMs;
+        this.status.oldestMs = now() - st.mtimeMs;
       } catch {
         this.status.oldestMs = null;
       }
@@ -163,7 +165,7 @@ export class Shipper {
     } catch {
       return true; // shipped by an earlier round
     }
-    if (Date.now() - st.mtimeMs > this.lifetimeMs) {
+    if (now() - st.mtimeMs > this.lifetimeMs) {
       await this.expire(name, st.mtimeMs);
       return true;
     }
@@ -175,17 +177,17 @@ export class Shipper {
       this.status.shippedBundles += 1;
       this.status.shippedMessages += count;
       this.status.shippedBytes += st.size;
-      this.status.lastSuccess = Date.now();
+      this.status.lastSuccess = now();
       this.status.failures = 0;
       this.backoff.reset();
-      this.opts.onShipped?.(this.channel.peer, Date.now() - st.mtimeMs);
+      this.opts.onShipped?.(this.channel.peer, now() - st.mtimeMs);
       this.log.debug({ peer: this.channel.peer, bundle: name, messages: count, bytes: st.size, result }, 'bundle shipped');
       return true;
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const code = isFerryError(err) ? err.code : undefined;
       const previous = this.status.lastError;
-      this.status.lastError = { at: Date.now(), message, ...(code ? { code } : {}) };
+      this.status.lastError = { at: now(), message, ...(code ? { code } : {}) };
       if (previous?.message !== message) this.log.warn({ peer: this.channel.peer, bundle: name, code, err: message }, 'shipping failed; will retry with backoff');
       return false;
     }
@@ -196,7 +198,7 @@ export class Shipper {
     const dir = join(this.opts.deadDir, this.channel.peer);
     await ensureDir(dir);
     const reason = `not delivered to ${this.channel.peer} within its lifetime (${Math.round(this.lifetimeMs / 1000)} s); last error: ${this.status.lastError?.message ?? 'none'}`;
-    await replaceFileDurable(join(dir, `${name}.reason.json`), JSON.stringify({ reason, at: Date.now(), since }));
+    await replaceFileDurable(join(dir, `${name}.reason.json`), JSON.stringify({ reason, at: now(), since }));
     await renameIfExists(join(this.channel.out, name), join(dir, name));
     this.status.deadBundles += 1;
     this.log.error({ peer: this.channel.peer, bundle: name, reason }, 'bundle moved to dead letters');

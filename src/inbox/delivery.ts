@@ -1,12 +1,14 @@
 // Writing messages into inbox queues atomically: payload and meta in tmp/, fsync, then rename into new/.
-import { promises as fsp } from 'node:fs';
+import { closeSync, constants, openSync, promises as fsp, renameSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createExclusive, fsyncDir, renameIfExists, syncFileSystem, unlinkIfExists, writeAll, writeNewFile } from '../maildir/fsx.js';
+import { FerryError, errno } from '../errors.js';
+import { FILE_MODE, createExclusive, fsyncDir, syncFileSystem, unlinkIfExists, writeAll } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import type { SpoolContext } from '../spool/options.js';
 import type { Inbox } from './inbox.js';
 import { metaPath, type InboxMeta } from './meta.js';
+import { now } from '../clock.js';
 
 /** One message of a delivery: where it goes and what it is. */
 export interface DeliveryItem {
@@ -25,16 +27,44 @@ export interface PayloadWriter {
 const WRITE_BUFFER = 256 * 1024;
 /** Batches larger than this are made durable by one syncfs instead of an fsync per file. */
 const GROUP_SYNC_THRESHOLD = 8;
+const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/**
+ * Creates `path` exclusively and writes `data` with synchronous calls. For the small files a bundle
+ * is mostly made of, one open/write/close on the calling thread costs a fraction of the same three
+ * steps sent one by one through libuv's thread pool (measured: ~27 µs against ~160 µs per file
+ * here), and the blocking is per message, between awaits of the bundle parser.
+ */
+function writeSmallFileSync(path: string, data: Uint8Array): void {
+  let fd: number;
+  try {
+    fd = openSync(path, CREATE_FLAGS, FILE_MODE);
+  } catch (err) {
+    if (errno(err) === 'ELOOP') throw new FerryError('ESPOOL_SYMLINK', `refusing to follow the symlink ${path} inside the spool`, { path, cause: err, syscall: 'open' });
+    throw err;
+  }
+  try {
+    let off = 0;
+    while (off < data.byteLength) off += writeSync(fd, data, off, data.byteLength - off);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /**
  * A batch of messages being delivered into inbox queues. Nothing is visible to consumers until
  * {@link InboxDelivery.publish}; after {@link InboxDelivery.prepare} every payload and meta is
  * durable in tmp/, so a journal naming the items can complete the publish after a crash with
  * {@link completePublish}.
+ *
+ * A payload smaller than the write buffer is written in one go when it ends (no file handle kept
+ * open); a larger one streams through a file handle.
  */
 export class InboxDelivery {
   readonly items: DeliveryItem[] = [];
   private readonly open: FileHandle[] = [];
+  /** Every file this delivery wrote into a tmp/ directory (payloads and metas). */
+  private readonly written: string[] = [];
   private readonly queueDirs = new Set<string>();
   /** Queues whose directories this delivery already checked (once per queue, not per message). */
   private readonly ensured = new Map<string, string>();
@@ -50,67 +80,75 @@ export class InboxDelivery {
       this.queueDirs.add(queueDir);
     }
     const name = uniqueName(this.ctx.host);
-    const item: DeliveryItem = { queue: meta.queue, name, meta: { ...meta, delivered: Date.now(), attempts: 0 } };
+    const item: DeliveryItem = { queue: meta.queue, name, meta: { ...meta, delivered: now(), attempts: 0 } };
     this.items.push(item);
-    const fh = await createExclusive(join(queueDir, 'tmp', name));
-    this.open.push(fh);
+    const path = join(queueDir, 'tmp', name);
+    let fh: FileHandle | undefined;
     let buffered: Uint8Array[] = [];
     let bufferedBytes = 0;
-    const flush = async () => {
-      if (bufferedBytes === 0) return;
+    const take = (): Uint8Array => {
       const data = buffered.length === 1 ? (buffered[0] as Uint8Array) : Buffer.concat(buffered);
       buffered = [];
       bufferedBytes = 0;
-      await writeAll(fh, data);
+      return data;
+    };
+    const spill = async () => {
+      if (fh === undefined) {
+        this.written.push(path);
+        fh = await createExclusive(path);
+        this.open.push(fh);
+      }
+      if (bufferedBytes > 0) await writeAll(fh, take());
     };
     return {
       write: async (chunk) => {
         if (chunk.byteLength >= WRITE_BUFFER) {
-          await flush();
-          await writeAll(fh, chunk);
+          await spill();
+          await writeAll(fh as FileHandle, chunk);
           return;
         }
         buffered.push(Buffer.from(chunk));
         bufferedBytes += chunk.byteLength;
-        if (bufferedBytes >= WRITE_BUFFER) await flush();
+        if (bufferedBytes >= WRITE_BUFFER) await spill();
       },
-      end: flush,
+      end: async () => {
+        if (fh !== undefined) {
+          await spill();
+          return;
+        }
+        this.written.push(path);
+        writeSmallFileSync(path, take());
+      },
     };
   }
 
   /**
-   * Makes every payload and meta durable in tmp/. A few messages get an fsync each (in parallel);
-   * a larger batch is written without fsyncs and made durable by one syncfs, which costs one call
-   * however many files the batch holds. Either way the tmp directories' entries are durable too.
+   * Makes every payload and meta durable in tmp/. A few messages get an fsync each; a larger batch
+   * is written without fsyncs and made durable by one syncfs, which costs one call however many
+   * files the batch holds. Either way the tmp directories' entries are durable too.
    */
   async prepare(): Promise<void> {
     const group = this.items.length > GROUP_SYNC_THRESHOLD;
-    await Promise.all(this.open.map(async (fh) => {
-      if (!group) await fh.sync();
-      await fh.close();
-    }));
+    await Promise.all(this.open.map((fh) => fh.close()));
     this.open.length = 0;
-    await Promise.all(this.items.map((item) => {
-      const dir = this.ctx.layout.inboxQueue(item.queue);
-      return writeNewFile(join(dir, 'tmp', `${item.name}.meta`), JSON.stringify(item.meta), !group);
-    }));
-    if (group && (await syncFileSystem(this.ctx.layout.inbox))) return;
-    if (group) await this.fsyncAll();
+    for (const item of this.items) {
+      const path = join(this.ctx.layout.inboxQueue(item.queue), 'tmp', `${item.name}.meta`);
+      this.written.push(path);
+      writeSmallFileSync(path, Buffer.from(JSON.stringify(item.meta)));
+    }
+    if (!group || !(await syncFileSystem(this.ctx.layout.inbox))) await this.fsyncAll();
     await Promise.all([...this.queueDirs].map((dir) => fsyncDir(join(dir, 'tmp'))));
   }
 
-  /** Fallback when syncfs is unavailable: fsync every file of the batch. */
+  /** fsyncs every file of the batch (a small batch, or when syncfs is unavailable), in parallel. */
   private async fsyncAll(): Promise<void> {
-    await Promise.all(this.items.flatMap((item) => {
-      const dir = join(this.ctx.layout.inboxQueue(item.queue), 'tmp');
-      return [join(dir, item.name), join(dir, `${item.name}.meta`)].map(async (path) => {
-        const fh = await fsp.open(path, 'r');
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-      });
+    await Promise.all(this.written.map(async (path) => {
+      const fh = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
     }));
   }
 
@@ -124,11 +162,8 @@ export class InboxDelivery {
   async discard(): Promise<void> {
     await Promise.all(this.open.map((fh) => fh.close().catch(() => undefined)));
     this.open.length = 0;
-    for (const item of this.items) {
-      const dir = this.ctx.layout.inboxQueue(item.queue);
-      await unlinkIfExists(join(dir, 'tmp', item.name));
-      await unlinkIfExists(join(dir, 'tmp', `${item.name}.meta`));
-    }
+    for (const path of this.written) await unlinkIfExists(path);
+    this.written.length = 0;
   }
 }
 
@@ -142,12 +177,23 @@ export async function completePublish(ctx: SpoolContext, items: readonly Deliver
   for (const item of items) {
     const dir = ctx.layout.inboxQueue(item.queue);
     dirs.add(dir);
-    await renameIfExists(join(dir, 'tmp', `${item.name}.meta`), metaPath(dir, item.name));
+    renameIfExistsSync(join(dir, 'tmp', `${item.name}.meta`), metaPath(dir, item.name));
   }
   await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'meta'))));
   for (const item of items) {
     const dir = ctx.layout.inboxQueue(item.queue);
-    await renameIfExists(join(dir, 'tmp', item.name), join(dir, 'new', item.name));
+    renameIfExistsSync(join(dir, 'tmp', item.name), join(dir, 'new', item.name));
   }
   await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'new'))));
+}
+
+/** renameSync that returns false instead of throwing when the source is gone (published already). */
+function renameIfExistsSync(from: string, to: string): boolean {
+  try {
+    renameSync(from, to);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
 }

@@ -1,6 +1,6 @@
 // Durable, symlink-refusing file system steps: every write the spool makes goes through here.
 import { spawn } from 'node:child_process';
-import { constants, promises as fsp } from 'node:fs';
+import { closeSync, constants, fsync, lstatSync, openSync, promises as fsp, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { FerryError, errno } from '../errors.js';
 
@@ -53,6 +53,48 @@ export async function fsyncDir(path: string): Promise<void> {
   }
 }
 
+/**
+ * fsync of an open descriptor, on libuv's thread pool: the one step of a small commit worth sending
+ * there (it waits on the disk), while the cheap steps around it run on the calling thread.
+ */
+export function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** {@link fsyncDir} with the open and close on the calling thread (two ~5 µs calls instead of two thread-pool round trips). */
+export async function fsyncDirFast(path: string): Promise<void> {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | O_NOFOLLOW);
+  try {
+    await fsyncFd(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Creates `path` exclusively (0600, no symlink follow), writes every chunk and fsyncs it; only the
+ * fsync leaves the calling thread. For small files, where thread-pool round trips would cost more
+ * than the writes themselves.
+ */
+export async function writeNewFileFast(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, FILE_MODE);
+  } catch (err) {
+    if (errno(err) === 'ELOOP') throw new FerryError('ESPOOL_SYMLINK', `refusing to follow the symlink ${path} inside the spool`, { path, cause: err, syscall: 'open' });
+    throw err;
+  }
+  try {
+    for (const chunk of chunks) {
+      let off = 0;
+      while (off < chunk.byteLength) off += writeSync(fd, chunk, off, chunk.byteLength - off);
+    }
+    await fsyncFd(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Writes `data` to a new file at `path` (exclusive create) and fsyncs it unless `sync` is false. Does not fsync the directory. */
 export async function writeNewFile(path: string, data: string | Uint8Array, sync = true): Promise<void> {
   const fh = await createExclusive(path);
@@ -93,9 +135,11 @@ export function parentOf(path: string): string {
 
 /**
  * Makes sure `path` is a real directory (not a symlink) with mode 0700, creating it if asked.
+ * With `create`, group/other bits beyond `allow` are removed (bits in `allow` are kept: the
+ * spool root and drop/ may be 0710 so that a legacy script's group can reach drop/<queue>/).
  * A symlink planted where a spool directory belongs is refused with `ESPOOL_SYMLINK`.
  */
-export async function ensureDir(path: string, create = true): Promise<void> {
+export async function ensureDir(path: string, create = true, allow = 0): Promise<void> {
   let st;
   try {
     st = await fsp.lstat(path);
@@ -114,8 +158,8 @@ export async function ensureDir(path: string, create = true): Promise<void> {
   if (!st.isDirectory()) {
     throw new FerryError('ESPOOL', `${path} is not a directory`, { path });
   }
-  if ((st.mode & 0o077) !== 0 && create) {
-    await fsp.chmod(path, DIR_MODE);
+  if ((st.mode & 0o077 & ~allow) !== 0 && create) {
+    await fsp.chmod(path, DIR_MODE | (st.mode & allow & 0o7777));
   }
 }
 
@@ -126,6 +170,15 @@ export async function ensureDir(path: string, create = true): Promise<void> {
  */
 export async function assertRealDirs(paths: readonly string[]): Promise<void> {
   for (const path of paths) await ensureDir(path, false);
+}
+
+/** {@link assertRealDirs} with synchronous lstat calls (a few microseconds each). */
+export function assertRealDirsSync(paths: readonly string[]): void {
+  for (const path of paths) {
+    const st = lstatSync(path);
+    if (st.isSymbolicLink()) throw new FerryError('ESPOOL_SYMLINK', `${path} is a symlink; spool directories must be real directories`, { path });
+    if (!st.isDirectory()) throw new FerryError('ESPOOL', `${path} is not a directory`, { path });
+  }
 }
 
 /** Like {@link assertRealDirs} for one directory that may legitimately be missing: false when it is. */

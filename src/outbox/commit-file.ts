@@ -12,6 +12,8 @@ import { openRegularForRead } from '../maildir/fsx.js';
 
 const FOOTER_MAGIC = Buffer.from('FRYC');
 const FOOTER_BYTES = 8;
+/** Commit files up to this size are read in one call (payloads kept in memory); larger ones stream. */
+export const SMALL_COMMIT_BYTES = 1024 * 1024;
 /** Largest index a commit file may carry; bounds what a reader allocates. */
 export const MAX_INDEX_BYTES = 64 * 1024 * 1024;
 
@@ -68,6 +70,8 @@ export interface CommitFile {
   index: CommitIndex;
   offsets: number[];
   handle: FileHandle;
+  /** The whole file, when it is small enough to have been read in one call ({@link SMALL_COMMIT_BYTES}). */
+  data?: Buffer;
 }
 
 /** Opens and validates a commit file. The caller closes `handle`. Throws `ESPOOL` on a malformed file. */
@@ -77,13 +81,15 @@ export async function openCommitFile(path: string): Promise<CommitFile> {
     const { size } = await handle.stat();
     const bad = (why: string) => new FerryError('ESPOOL', `commit file ${path} is malformed: ${why}`, { path });
     if (size < FOOTER_BYTES) throw bad('shorter than its footer');
-    const footer = Buffer.alloc(FOOTER_BYTES);
-    await handle.read(footer, 0, FOOTER_BYTES, size - FOOTER_BYTES);
+    // A small file (the common case: a few messages) costs one read instead of one per payload.
+    const data = size <= SMALL_COMMIT_BYTES ? await readExactly(handle, size, bad) : undefined;
+    const footer = data ? data.subarray(size - FOOTER_BYTES) : Buffer.alloc(FOOTER_BYTES);
+    if (!data) await handle.read(footer, 0, FOOTER_BYTES, size - FOOTER_BYTES);
     if (!footer.subarray(4).equals(FOOTER_MAGIC)) throw bad('bad footer magic');
     const len = footer.readUInt32BE(0);
     if (len > MAX_INDEX_BYTES || len > size - FOOTER_BYTES) throw bad('index length out of range');
-    const json = Buffer.alloc(len);
-    await handle.read(json, 0, len, size - FOOTER_BYTES - len);
+    const json = data ? data.subarray(size - FOOTER_BYTES - len, size - FOOTER_BYTES) : Buffer.alloc(len);
+    if (!data) await handle.read(json, 0, len, size - FOOTER_BYTES - len);
     let parsed: unknown;
     try {
       parsed = JSON.parse(json.toString('utf8'));
@@ -100,11 +106,23 @@ export async function openCommitFile(path: string): Promise<CommitFile> {
       off += m.size;
     }
     if (off !== size - FOOTER_BYTES - len) throw bad('payload sizes do not add up to the file size');
-    return { path, index, offsets, handle };
+    return { path, index, offsets, handle, ...(data ? { data } : {}) };
   } catch (err) {
     await handle.close();
     throw err;
   }
+}
+
+/** Reads `size` bytes from the start of a file; a file that shrank underneath is malformed. */
+async function readExactly(handle: FileHandle, size: number, bad: (why: string) => FerryError): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(size);
+  let off = 0;
+  while (off < size) {
+    const { bytesRead } = await handle.read(buf, off, size - off, off);
+    if (bytesRead === 0) throw bad('shorter than its size');
+    off += bytesRead;
+  }
+  return buf;
 }
 
 /** Reads just the index of a commit file (for status and routing). */

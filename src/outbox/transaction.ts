@@ -1,10 +1,10 @@
 // Send transactions: many messages, to one or several queues, committed by one rename — and, in
 // consume-transform-produce, the messages taken from inboxes removed in the same commit.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, renameSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../errors.js';
-import { assertRealDirs, createExclusive, fsyncDir, unlinkIfExists, writeAll } from '../maildir/fsx.js';
+import { assertRealDirs, assertRealDirsSync, createExclusive, fsyncDir, fsyncDirFast, unlinkIfExists, writeAll, writeNewFileFast } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { crashPoint } from '../spool/crash-point.js';
 import { validateHeaders, validateHostName, validateQueueName } from '../spool/names.js';
@@ -13,6 +13,7 @@ import type { Inbox, TakeOptions } from '../inbox/inbox.js';
 import { metaPath } from '../inbox/meta.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
 import { encodeIndex, type CommitFileMessage } from './commit-file.js';
+import { now } from '../clock.js';
 
 /** A payload: bytes, text, or a stream of chunks (a file stream, stdin…), copied at send time. */
 export type PayloadInput = string | Uint8Array | AsyncIterable<Uint8Array | string>;
@@ -78,12 +79,12 @@ export class Transaction {
   }
 
   private async copyPayload(queue: string, payload: PayloadInput, headers: Record<string, string>, to: string[] | undefined): Promise<string> {
-    const fh = await this.file();
     let size = 0;
     const push = async (chunk: Uint8Array | string) => {
       const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       size += buf.byteLength;
       if (buf.byteLength >= WRITE_BUFFER) {
+        const fh = await this.file();
         await this.flush(fh);
         await writeAll(fh, buf);
         return;
@@ -91,7 +92,7 @@ export class Transaction {
       // Copy: the caller may reuse its buffer once send() returns.
       this.buffered.push(Buffer.from(buf));
       this.bufferedBytes += buf.byteLength;
-      if (this.bufferedBytes >= WRITE_BUFFER) await this.flush(fh);
+      if (this.bufferedBytes >= WRITE_BUFFER) await this.flush(await this.file());
     };
     if (typeof payload === 'string' || payload instanceof Uint8Array) {
       await push(payload);
@@ -132,20 +133,32 @@ export class Transaction {
       this.state = 'committed';
       return [];
     }
-    // 1. The commit file, complete and durable, but still in tmp/: nothing is visible yet.
-    const fh = await this.file();
-    await this.flush(fh);
-    await writeAll(fh, encodeIndex({ v: 1, txid: this.txid, origin: this.ctx.host, committed: Date.now(), messages: this.messages }));
-    await fh.sync();
-    await fh.close();
-    this.fh = undefined;
+    // 1. The commit file, complete and durable, but still in tmp/: nothing is visible yet. A small
+    //    transaction (everything still buffered: the common single message) writes it in one go,
+    //    with only the fsync sent to the thread pool.
+    const index = encodeIndex({ v: 1, txid: this.txid, origin: this.ctx.host, committed: now(), messages: this.messages });
+    if (this.fh === undefined) {
+      const { layout } = this.ctx;
+      assertRealDirsSync([layout.root, layout.state, layout.commits, layout.commitsTmp]);
+      const chunks = [...this.buffered, index];
+      this.buffered = [];
+      this.bufferedBytes = 0;
+      await writeNewFileFast(this.tmpPath, chunks);
+    } else {
+      const fh = this.fh;
+      await this.flush(fh);
+      await writeAll(fh, index);
+      await fh.sync();
+      await fh.close();
+      this.fh = undefined;
+    }
     crashPoint('txn.after-fsync');
     // 2. Mark each taken message with this transaction id (and a fresh grace period), so recovery
     //    can decide its fate by looking for our file in tmp/.
     const marked: TakenMessage[] = [];
     try {
       for (const msg of this.taken) {
-        await msg.renameLease({ ...msg.lease, txid: this.txid }, Date.now() + COMMIT_GRACE_MS);
+        await msg.renameLease({ ...msg.lease, txid: this.txid }, now() + COMMIT_GRACE_MS);
         marked.push(msg);
         crashPoint('txn.after-mark');
       }
@@ -163,16 +176,19 @@ export class Transaction {
     // 3. The commit point: the file leaves tmp/ (into new/ when it carries messages). From here on
     //    the transaction is committed whatever fails next: abort() must never undo it.
     if (hasSends) {
-      await assertRealDirs([this.ctx.layout.commitsNew]);
-      await fsp.rename(this.tmpPath, join(this.ctx.layout.commitsNew, uniqueName(this.ctx.host)));
+      assertRealDirsSync([this.ctx.layout.commitsNew]);
+      renameSync(this.tmpPath, join(this.ctx.layout.commitsNew, uniqueName(this.ctx.host)));
       this.state = 'committed';
       crashPoint('txn.after-rename');
-      await fsyncDir(this.ctx.layout.commitsNew);
+      await fsyncDirFast(this.ctx.layout.commitsNew);
     } else {
       await fsp.unlink(this.tmpPath);
       this.state = 'committed';
     }
-    await fsyncDir(this.ctx.layout.commitsTmp);
+    // With takes, the file's absence from tmp/ is what tells recovery "committed": that must be
+    // durable. A sends-only commit needs no such fsync — a tmp/ entry that came back after a power
+    // loss would be a second link to a committed file, and recovery only sweeps tmp/ debris.
+    if (hasTakes) await fsyncDir(this.ctx.layout.commitsTmp);
     crashPoint('txn.after-commit');
     // 4. Remove the taken messages. A crash here leaves marked leases that recovery removes.
     for (const msg of this.taken) {

@@ -216,6 +216,11 @@ export class SftpTransport implements Transport {
     return posix.join(this.landing, 'new');
   }
 
+  /** See {@link Transport.warm}. */
+  async warm(): Promise<void> {
+    await this.session().catch(() => undefined);
+  }
+
   /** The live session, connecting if there is none. Concurrent callers share one connection attempt. */
   private async session(): Promise<SftpSession> {
     if (this.closed) throw this.closedError();
@@ -487,10 +492,10 @@ export class SftpTransport implements Transport {
     const inFlight = new Set<Promise<void>>();
     let acked = offset;
     let failure: unknown;
-    let lastAck = Date.now();
+    let lastAck = performance.now(); // a timeout: monotonic, a clock jump must not fire it
     const watchdog = setInterval(
       () => {
-        if (inFlight.size > 0 && Date.now() - lastAck > this.opts.opTimeoutMs) {
+        if (inFlight.size > 0 && performance.now() - lastAck > this.opts.opTimeoutMs) {
           s.destroy(new FerryError('ETRANSPORT', `peer ${this.peer}: upload of ${tmp} made no progress for ${this.opts.opTimeoutMs} ms; closing the connection`, { peer: this.peer, path: tmp }));
         }
       },
@@ -507,13 +512,13 @@ export class SftpTransport implements Transport {
           if (failure !== undefined) break;
           const len = Math.min(chunk, want - off);
           const at = pos + off;
-          if (inFlight.size === 0) lastAck = Date.now();
+          if (inFlight.size === 0) lastAck = performance.now();
           const p: Promise<void> = s
             .call<number>('write landing/tmp file', tmp, (cb) => s.sftp.write(handle, buf, off, len, at, cb), 0)
             .then(
               () => {
                 acked += len;
-                lastAck = Date.now();
+                lastAck = performance.now();
                 this.counters.bytesSent += len;
                 onProgress(acked, src.size);
               },

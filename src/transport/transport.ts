@@ -28,6 +28,12 @@ export interface Transport {
    * (`ETRANSPORT`, `EREMOTE_FULL`, `EHOSTKEY`…) otherwise, leaving the local file untouched.
    */
   publish(localPath: string, name: string, onProgress?: ProgressFn): Promise<PublishResult>;
+  /**
+   * Optional: open the connection now, ahead of the first publish (the daemon calls it at start, so
+   * the SSH handshake overlaps with sealing the first bundles). Never rejects; a failure is left
+   * for the first publish to report.
+   */
+  warm?(): Promise<void>;
   /** Close connections; pending publishes reject. Idempotent. */
   close(): Promise<void>;
 }
