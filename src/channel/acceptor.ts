@@ -250,11 +250,30 @@ export class Acceptor {
       return [{ msg, dests }];
     } catch (err) {
       if (errno(err) === 'ENOENT') return 'gone';
+      // An entry this daemon may not read (written by another user): held, never a reason to stop
+      // every other message; dead-lettered once it outlives the message lifetime.
+      if (errno(err) === 'EACCES' || errno(err) === 'EPERM') return this.unreadable(entry, err);
       if (isFerryError(err, 'ESPOOL') || isFerryError(err, 'ESPOOL_SYMLINK') || isFerryError(err, 'ESPOOL_NOT_FILE')) {
         return this.deadLetter(entry, err.message);
       }
       throw err;
     }
+  }
+
+  private async unreadable(entry: OutboxEntry, err: unknown): Promise<'held' | 'gone'> {
+    let mtimeMs = now();
+    try {
+      mtimeMs = (await fsp.lstat(entry.path)).mtimeMs;
+    } catch {
+      return 'gone';
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    if (now() - mtimeMs > this.policy.lifetimeMs) return this.deadLetter(entry, `could not be read within the message lifetime: ${message}`);
+    if (!this.warned.has(`unreadable:${entry.path}`)) {
+      this.warned.add(`unreadable:${entry.path}`);
+      this.log.error({ path: entry.path, err: message }, 'outbox entry not readable by the daemon; held (fix its owner or mode), other messages go on');
+    }
+    return 'held';
   }
 
   private hasKeys(dests: string[]): boolean {

@@ -33,8 +33,12 @@ export class DropIngester {
 
   constructor(private readonly spool: Spool, private readonly settleFor: SettleFor, private readonly log: Log, private readonly markerOnly: MarkerOnly = () => false) {}
 
-  /** One pass over every drop queue; returns how many files were committed. */
-  async ingestOnce(now = clockNow()): Promise<number> {
+  /**
+   * One pass over every drop queue; returns how many files were committed. `now` times the settle
+   * interval and is monotonic by default: a wall clock stepping forward must not make a file being
+   * written look settled.
+   */
+  async ingestOnce(now = performance.now()): Promise<number> {
     let committed = 0;
     const alive = new Set<string>();
     for (const queue of (await listDir(this.spool.layout.drop)).filter(isQueueName)) {
@@ -53,7 +57,7 @@ export class DropIngester {
         if (name.endsWith('.done')) {
           // A marker whose file is gone (ingested before a crash removed the marker): tidy up once settled.
           const base = name.slice(0, -'.done'.length);
-          if (!present.has(base)) await this.removeStaleMarker(join(dir, name), now, this.settleFor(queue));
+          if (!present.has(base)) await this.removeStaleMarker(join(dir, name), this.settleFor(queue));
           continue;
         }
         const key = `${queue}/${name}`;
@@ -120,10 +124,10 @@ export class DropIngester {
     return true;
   }
 
-  private async removeStaleMarker(path: string, now: number, settleMs: number): Promise<void> {
+  private async removeStaleMarker(path: string, settleMs: number): Promise<void> {
     try {
       const st = await fsp.lstat(path);
-      if (now - st.mtimeMs > settleMs) await unlinkIfExists(path);
+      if (clockNow() - st.mtimeMs > settleMs) await unlinkIfExists(path); // against the file's (wall-clock) mtime
     } catch {
       // gone already
     }

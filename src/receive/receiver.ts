@@ -64,6 +64,8 @@ export class Receiver {
    * room, instead of wedging the host with its inbox empty and its landing area full.
    */
   private readonly tight = new Set<string>();
+  /** When each held landing file was first seen (monotonic ms): a wall clock stepping back must not hold it for hours. */
+  private readonly heldSince = new Map<string, number>();
 
   constructor(private readonly spool: Spool, private readonly keys: KeyLookup, private readonly log: Log, opts: ReceiverOptions = {}) {
     this.dedupe = new DedupeStore(spool.layout.receive);
@@ -140,9 +142,12 @@ export class Receiver {
     const parts = parseBundleName(name);
     // A bundle ahead of the next expected sequence (a new channel epoch expects 1) waits a little for
     // the earlier ones, which a pipelined sender may still be uploading: order per origin (I9).
-    if (parts && parts.firstSeq > this.dedupe.expected(parts.origin, parts.epoch) && now() - st.mtimeMs < this.holdMs) {
-      return 'held';
+    if (parts && parts.firstSeq > this.dedupe.expected(parts.origin, parts.epoch)) {
+      const seen = this.heldSince.get(name) ?? performance.now();
+      this.heldSince.set(name, seen);
+      if (performance.now() - seen < this.holdMs) return 'held';
     }
+    this.heldSince.delete(name);
     const delivery = this.spool.delivery();
     const limit = this.tight.has(name) ? 1 : Number.POSITIVE_INFINITY;
     let partial = false;
@@ -261,14 +266,18 @@ export class Receiver {
     await unlinkIfExists(join(this.journalDir, journalName));
   }
 
-  /** Moves a landing file to quarantine with a reason file; it is never delivered as it is. */
+  /**
+   * Moves a landing file to quarantine with a reason file; it is never delivered as it is. The
+   * bundle moves first and the reason follows it, so a move that fails (EXDEV across a wrong-way bind
+   * mount, EIO) leaves no reason file behind to be counted, and a crash in between leaves a
+   * quarantined bundle without a reason (counted all the same) rather than a reason without a bundle.
+   */
   private async quarantine(name: string, err: FerryError): Promise<void> {
     const dir = this.spool.layout.quarantine;
     const qname = `${now()}.${name}`;
     const keyId = err.code === 'EKEY_UNKNOWN' ? await clearKeyId(join(this.spool.layout.landingNew, name)) : undefined;
+    if (!(await renameIfExists(join(this.spool.layout.landingNew, name), join(dir, qname)))) return;
     await replaceFileDurable(join(dir, `${qname}.reason.json`), JSON.stringify({ code: err.code, reason: err.message, at: now(), landing: name, ...(keyId ? { keyId } : {}) }));
-    await renameIfExists(join(this.spool.layout.landingNew, name), join(dir, qname));
-    await fsyncDir(dir);
     this.counters.quarantined += 1;
     this.log.warn({ landing: name, code: err.code, reason: err.message }, 'bundle quarantined');
   }
@@ -339,7 +348,7 @@ interface Journal {
   items: DeliveryItem[];
 }
 
-/** Number of quarantined bundles on disk. */
+/** Number of quarantined bundles on disk (the bundles themselves, not their reason files). */
 export async function quarantineCount(spool: Spool): Promise<number> {
-  return (await listDir(spool.layout.quarantine)).filter((n) => n.endsWith('.reason.json')).length;
+  return (await listDir(spool.layout.quarantine)).filter((n) => !n.endsWith('.reason.json') && !n.includes('.reason.json.tmp-')).length;
 }
