@@ -48,6 +48,8 @@ export interface AcceptLimits {
   batchBytes?: number;
   /** Most messages in one bundle. Default 2 000. */
   bundleMessages?: number;
+  /** How many of the oldest outbox entries one scan keeps for the passes that follow. Default 20 000 (~2 MB). */
+  scanEntries?: number;
   /** Most payload bytes in one bundle (one larger message travels alone). Default 4 MiB. */
   bundleBytes?: number;
 }
@@ -87,6 +89,8 @@ interface PendingMessage {
 }
 
 const READ_CHUNK = 1024 * 1024;
+/** How many of the oldest outbox entries one scan keeps for the passes that follow (~100 bytes each). */
+const SCAN_ENTRIES = 20_000;
 
 
 async function* readRange(fh: FileHandle, start: number, size: number): AsyncIterable<Uint8Array> {
@@ -111,6 +115,15 @@ export class Acceptor {
   private readonly states = new Map<string, ChannelState>();
   private readonly limits: Required<AcceptLimits>;
   private readonly warned = new Set<string>();
+  /** The last bounded scan of the outbox, oldest first, consumed by this and the next passes from `pendingAt`. */
+  private pending: OutboxEntry[] = [];
+  private pendingAt = 0;
+  /** Where the next scan starts: after the last entry taken from the previous one (undefined: from the oldest). */
+  private scanAfter: string | undefined;
+  /** Set when this pass's scan reached the end of the outbox. */
+  private reachedEnd = false;
+  /** The last entry this pass took (entries are taken in order, so everything up to it was seen). */
+  private takenThisPass: string | undefined;
 
   constructor(private readonly spool: Spool, private readonly policy: AcceptPolicy, private readonly log: Log, limits: AcceptLimits = {}) {
     this.limits = {
@@ -118,6 +131,7 @@ export class Acceptor {
       batchBytes: limits.batchBytes ?? 32 * 1024 * 1024,
       bundleMessages: limits.bundleMessages ?? 2_000,
       bundleBytes: limits.bundleBytes ?? 4 * 1024 * 1024,
+      scanEntries: Math.max(limits.scanEntries ?? SCAN_ENTRIES, limits.batchMessages ?? 2_000),
     };
   }
 
@@ -130,6 +144,7 @@ export class Acceptor {
 
   /** Finishes a committed pass left by a crash, and discards bundles of a pass that never committed. */
   async recover(): Promise<void> {
+    this.resetScan(); // a failed pass may have taken entries off the scan it did not accept
     this.states.clear(); // re-read sequences from disk: a failed pass may have left the cache ahead or behind
     let journal: Journal | undefined;
     try {
@@ -164,14 +179,17 @@ export class Acceptor {
     // again under new sequence numbers and delivered twice. If finishing fails, this pass fails too.
     if (await pathExists(this.journalPath)) await this.recover();
     const handles: FileHandle[] = [];
+    this.reachedEnd = false;
+    this.takenThisPass = undefined;
     try {
-      const entries = await this.spool.outbox.entries();
       const sources: string[] = [];
       const perDest = new Map<string, PendingMessage[]>();
       let count = 0;
       let bytes = 0;
-      for (const entry of entries) {
+      for (;;) {
         if (sources.length > 0 && (count >= this.limits.batchMessages || bytes >= this.limits.batchBytes)) break;
+        const entry = await this.nextEntry();
+        if (entry === undefined) break;
         const loaded = await this.load(entry, handles);
         if (loaded === 'held') { result.held += 1; continue; }
         if (loaded === 'gone') continue;
@@ -211,9 +229,44 @@ export class Acceptor {
       await this.apply(journal);
       result.messages = count;
       return result;
+    } catch (err) {
+      this.resetScan();
+      throw err;
     } finally {
       await Promise.all(handles.map((h) => h.close().catch(() => undefined)));
     }
+  }
+
+  /**
+   * The next outbox entry in commit order, from a bounded scan kept across passes (I8: a backlog of
+   * 10^6 is never listed whole, nor once per pass). Each scan pages on from the last entry taken, so
+   * held entries (no route yet) cannot starve the ones behind them; once a scan reaches the end of
+   * the outbox, the next one starts again from the oldest, so held entries are looked at again and
+   * a file a maildir producer renamed in under an older name is not missed for long.
+   */
+  private async nextEntry(): Promise<OutboxEntry | undefined> {
+    if (this.pendingAt >= this.pending.length) {
+      if (this.reachedEnd) return undefined; // once per pass: a second lap would meet the held entries again
+      const limit = this.limits.scanEntries;
+      // Entries taken earlier in this pass are still on disk until it commits: page on after them.
+      this.pending = await this.spool.outbox.oldest(limit, this.takenThisPass ?? this.scanAfter);
+      this.pendingAt = 0;
+      if (this.pending.length < limit) {
+        this.scanAfter = undefined; // reached the end: the next scan starts over
+        this.reachedEnd = true;
+      }
+      if (this.pending.length === 0) return undefined;
+    }
+    const entry = this.pending[this.pendingAt++] as OutboxEntry;
+    this.takenThisPass = entry.name;
+    if (this.pending.length >= this.limits.scanEntries) this.scanAfter = entry.name;
+    return entry;
+  }
+
+  private resetScan(): void {
+    this.pending = [];
+    this.pendingAt = 0;
+    this.scanAfter = undefined;
   }
 
   /** Reads an entry's messages and their destinations; 'held' when one has no route (or no key) yet. */

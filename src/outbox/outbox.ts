@@ -33,21 +33,26 @@ export class Outbox {
 
   /** Every committed entry, oldest first (commit order for ferry's own sends, name time for maildir producers). */
   async entries(): Promise<OutboxEntry[]> {
-    const out: OutboxEntry[] = [];
+    return this.oldest(Number.POSITIVE_INFINITY);
+  }
+
+  /**
+   * The `limit` oldest committed entries, oldest first. The directories are streamed (opendir) and
+   * only the `limit` oldest names are kept, in a bounded heap: a backlog of a million entries costs
+   * one pass over the directory entries, not a million names in memory (I8). With `after`, only
+   * entries that sort after that name (the next page of a scan).
+   */
+  async oldest(limit: number, after?: string): Promise<OutboxEntry[]> {
     const { layout } = this.ctx;
-    // Never list through a planted symlink: its target's files would be shipped as messages.
     await assertRealDirs([layout.root, layout.state, layout.commits, layout.commitsNew, layout.outbox]);
-    for (const name of await listDir(layout.commitsNew)) {
-      if (!name.startsWith('.')) out.push({ kind: 'commit', name, path: join(layout.commitsNew, name) });
-    }
+    const heap = new OldestHeap(limit, after);
+    await eachName(layout.commitsNew, (name) => heap.offer({ kind: 'commit', name, path: join(layout.commitsNew, name) }));
     for (const queue of await this.queues()) {
       const dir = layout.outboxNew(queue);
       if (!(await isRealDirIfPresent(layout.outboxQueue(queue))) || !(await isRealDirIfPresent(dir))) continue;
-      for (const name of await listDir(dir)) {
-        if (!name.startsWith('.')) out.push({ kind: 'raw', name, path: join(dir, name), queue });
-      }
+      await eachName(dir, (name) => heap.offer({ kind: 'raw', name, path: join(dir, name), queue }));
     }
-    return out.sort((a, b) => compareNames(a.name, b.name));
+    return heap.sorted();
   }
 
   /** Committed messages per queue, and the commit time of the oldest (ms), for status. */
@@ -74,5 +79,73 @@ export class Outbox {
       }
     }
     return depths;
+  }
+}
+
+/** Calls `fn` for each visible name in a directory, streaming (no full listing); a missing directory has none. */
+async function eachName(dir: string, fn: (name: string) => void): Promise<void> {
+  let handle;
+  try {
+    handle = await fsp.opendir(dir, { bufferSize: 256 });
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return;
+    throw err;
+  }
+  for await (const dirent of handle) if (!dirent.name.startsWith('.')) fn(dirent.name);
+}
+
+/** Keeps the `limit` oldest entries offered (by {@link compareNames}) in a max-heap: O(limit) memory. */
+class OldestHeap {
+  private readonly items: OutboxEntry[] = [];
+
+  constructor(private readonly limit: number, private readonly after?: string) {}
+
+  offer(e: OutboxEntry): void {
+    if (this.after !== undefined && compareNames(e.name, this.after) <= 0) return;
+    const h = this.items;
+    if (h.length < this.limit) {
+      h.push(e);
+      this.up(h.length - 1);
+    } else if (h.length > 0 && compareNames(e.name, (h[0] as OutboxEntry).name) < 0) {
+      h[0] = e; // newer than the newest kept: replace it
+      this.down(0);
+    }
+  }
+
+  sorted(): OutboxEntry[] {
+    return [...this.items].sort((a, b) => compareNames(a.name, b.name));
+  }
+
+  private newer(i: number, j: number): boolean {
+    return compareNames((this.items[i] as OutboxEntry).name, (this.items[j] as OutboxEntry).name) > 0;
+  }
+
+  private swap(i: number, j: number): void {
+    const t = this.items[i] as OutboxEntry;
+    this.items[i] = this.items[j] as OutboxEntry;
+    this.items[j] = t;
+  }
+
+  private up(i: number): void {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.newer(i, parent)) return;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  private down(i: number): void {
+    const n = this.items.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let top = i;
+      if (l < n && this.newer(l, top)) top = l;
+      if (r < n && this.newer(r, top)) top = r;
+      if (top === i) return;
+      this.swap(i, top);
+      i = top;
+    }
   }
 }
