@@ -7,7 +7,7 @@
 //      at the peer, the delivery rate over a window (default 60 s), and both daemons' peak RSS (VmHWM).
 //  (2) one file of G GiB (default 4) sent while the daemons run: time until it is in the peer inbox,
 //      byte-identical, and both daemons' peak RSS while it is in flight.
-import { closeSync, createReadStream, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
