@@ -3,11 +3,12 @@ import { promises as fsp, watch, type FSWatcher, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
 import { compareNames } from '../maildir/unique.js';
-import { assertRealDirs, ensureDir, isRealDirIfPresent, listDir, renameIfExists, unlinkIfExists, pathExists } from '../maildir/fsx.js';
+import { assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, renameIfExists, unlinkIfExists, pathExists } from '../maildir/fsx.js';
+import { crashPoint } from '../spool/crash-point.js';
 import { INBOX_SUBDIRS } from '../spool/layout.js';
 import { isQueueName, validateQueueName } from '../spool/names.js';
 import type { SpoolContext } from '../spool/options.js';
-import { formatLease, leaseExpiry, newLease, parseLease, stampExpiry, type LeaseName } from './lease-name.js';
+import { abortedCommitName, formatLease, leaseExpiry, newLease, parseLease, stampExpiry, type LeaseName } from './lease-name.js';
 import { metaPath, readMeta, writeMeta, type InboxMeta } from './meta.js';
 import { TakenMessage, returnMessage } from './taken-message.js';
 import { now as clockNow } from '../clock.js';
@@ -176,23 +177,48 @@ export class Inbox {
   }
 
   /**
-   * A lease marked `~T<txid>` belongs to a transaction caught committing. Its commit file still in
-   * state/commits/tmp means the commit point was not reached: once expired, the message returns
-   * (counting one failed attempt, like any consumer death). Otherwise the
-   * transaction committed, and the message is gone for good.
+   * A lease marked `~T<txid>` belongs to a transaction caught committing. Exactly one of "the
+   * transaction commits" and "a reclaimer aborts it" wins, because each is one rename of the same
+   * file, state/commits/tmp/<txid>: the transaction renames it into commits/new/ (or unlinks it),
+   * a reclaimer renames it to `<txid>.aborted`. So, looked at in this order:
+   *  - `<txid>` still in tmp/: undecided. While the lease's grace runs the message waits; once it
+   *    expired, this reclaimer aborts the transaction (the rename) and the message returns,
+   *    counting one failed attempt like any consumer death. The transaction's own commit then
+   *    finds no file and throws `ELEASE_LOST`.
+   *  - `<txid>.aborted`: aborted; the message returns.
+   *  - neither: committed; the message is removed. (Once `<txid>` left tmp/ the outcome is final, and
+   *    `<txid>.aborted` outlives every lease marked with it — the aborted transaction removes it once
+   *    its taken messages are back, else the tmp/ sweep once old — so an abort is never read as a commit.)
    */
   private async resolveCommitting(queue: string, dir: string, lease: LeaseName, expires: number, now: number): Promise<'returned' | 'removed' | 'waiting'> {
+    const { layout } = this.ctx;
+    const txid = lease.txid as string;
     const leasePath = join(dir, 'lease', formatLease(lease));
-    const pendingCommit = await pathExists(join(this.ctx.layout.commitsTmp, lease.txid as string));
-    if (!pendingCommit) {
-      await unlinkIfExists(leasePath);
-      await unlinkIfExists(metaPath(dir, lease.name));
-      return 'removed';
+    const pending = join(layout.commitsTmp, txid);
+    const abortRecord = join(layout.commitsTmp, abortedCommitName(txid));
+    let aborted = false;
+    if (await pathExists(pending)) {
+      if (expires > now) return 'waiting';
+      aborted = await renameIfExists(pending, abortRecord);
+      // The decision is durable before anything acts on it (the returns below, the committer's refusal).
+      if (aborted) await fsyncDir(layout.commitsTmp);
+      crashPoint('reclaim.after-abort');
+      // Lost the rename: the transaction committed meanwhile, or another reclaimer aborted it.
     }
-    if (expires > now) return 'waiting';
-    const meta = await readMeta(dir, queue, lease.name, this.ctx.host, leasePath);
-    const outcome = await returnMessage(this.ctx, queue, lease, meta, `transaction ${lease.txid} died while committing`);
-    return outcome === 'returned' ? 'returned' : 'removed';
+    if (!aborted) aborted = await pathExists(abortRecord);
+    if (aborted) {
+      const meta = await readMeta(dir, queue, lease.name, this.ctx.host, leasePath);
+      const outcome = await returnMessage(this.ctx, queue, lease, meta, `transaction ${txid} did not commit within its grace period and was aborted`);
+      return outcome === 'returned' ? 'returned' : 'removed';
+    }
+    // Committed. Its commit point must be durable before the message goes, or a power loss could bring the
+    // transaction's file back into tmp/ (undone) with the taken message already deleted. Rare path: the
+    // committing process normally removes its taken messages itself.
+    await fsyncDir(layout.commitsTmp);
+    await fsyncDir(layout.commitsNew);
+    // The meta only with the lease: a lease already gone may have been returned (its meta is the message's again).
+    if (await unlinkIfExists(leasePath)) await unlinkIfExists(metaPath(dir, lease.name));
+    return 'removed';
   }
 
   /** Depths of one queue. */
@@ -202,7 +228,7 @@ export class Inbox {
     return { new: await count('new'), leased: await count('lease'), cur: await count('cur'), dead: await count('dead') };
   }
 
-  /** Every transaction id referenced by a committing lease (their commit files must not be cleaned up). */
+  /** Every transaction id referenced by a committing lease (their commit files and `.aborted` records must not be cleaned up). */
   async committingTxids(): Promise<Set<string>> {
     const ids = new Set<string>();
     for (const queue of await this.queues()) {

@@ -7,8 +7,10 @@
 // lease for CLAIM_GRACE_MS. The random `-<token>` gives every take its own lease name: a holder whose
 // lease expired must not commit, extend or abort the lease of whoever took the message next — even in
 // the same process, or in another container with the same pid. `~T<txid>` marks a lease whose
-// transaction is committing: it is resolved by whether the transaction's file still sits in
-// state/commits/tmp (not committed) or not.
+// transaction is committing. Its fate is decided by one rename of the transaction's file
+// state/commits/tmp/<txid>, which only one process can win: the transaction renaming it into
+// commits/new/ (or unlinking it, with no sends) commits; a reclaimer renaming it to
+// `<txid>.aborted` aborts. So `<txid>` in tmp/ means undecided, `<txid>.aborted` aborted, neither committed.
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 
@@ -43,6 +45,14 @@ export function parseLease(leaseName: string): LeaseName | undefined {
   if (m[3] !== undefined) lease.token = m[3];
   if (m[4] !== undefined) lease.txid = m[4];
   return lease;
+}
+
+/**
+ * The name in state/commits/tmp/ of the record that transaction `txid` was aborted by a reclaimer
+ * (its commit file, renamed). It stays while a lease marked `~T<txid>` may remain.
+ */
+export function abortedCommitName(txid: string): string {
+  return `${txid}.aborted`;
 }
 
 /** A fresh lease for message `name`, taken by this process. */

@@ -127,7 +127,13 @@ export class TakenMessage {
     const to = join(this.queueDir, 'lease', formatLease(next));
     if (!(await renameIfExists(from, to))) throw this.lost();
     this.lease = next;
-    await stampExpiry(to, expires);
+    try {
+      await stampExpiry(to, expires);
+    } catch (err) {
+      // Until stamped, the renamed lease still carries the old expiry: a reclaimer may have returned it already.
+      if (errno(err) === 'ENOENT') throw this.lost();
+      throw err;
+    }
     this.leaseExpires = expires;
   }
 

@@ -3,13 +3,14 @@
 import { promises as fsp, renameSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError } from '../errors.js';
+import { FerryError, errno } from '../errors.js';
 import { assertRealDirs, assertRealDirsSync, createExclusive, fsyncDir, fsyncDirFast, unlinkIfExists, writeAll, writeNewFileFast } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { crashPoint } from '../spool/crash-point.js';
 import { validateHeaders, validateHostName, validateQueueName } from '../spool/names.js';
 import type { SpoolContext } from '../spool/options.js';
 import type { Inbox, TakeOptions } from '../inbox/inbox.js';
+import { abortedCommitName } from '../inbox/lease-name.js';
 import { metaPath } from '../inbox/meta.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
 import { encodeIndex, type CommitFileMessage } from './commit-file.js';
@@ -36,7 +37,10 @@ const WRITE_BUFFER = 256 * 1024;
  *
  * The sends are written into one commit file in state/commits/tmp/; its rename into
  * state/commits/new/ is the commit point. Taken messages are marked with the transaction id
- * before that point, so recovery can tell whether their transaction committed.
+ * before that point, so recovery can tell whether their transaction committed. A reclaimer that
+ * finds a marked lease expired aborts the transaction by renaming the same file to
+ * `<txid>.aborted`: only one of the two renames succeeds, so the transaction either commits or is
+ * aborted (its commit then throws `ELEASE_LOST`), never both.
  * No lock is held across user code: the file is private to this transaction until it commits.
  */
 export class Transaction {
@@ -48,6 +52,8 @@ export class Transaction {
   private state: 'open' | 'committed' | 'aborted' = 'open';
   private buffered: Buffer[] = [];
   private bufferedBytes = 0;
+  /** Set once commit() starts marking taken messages: from then on a reclaimer may abort this transaction. */
+  private marking = false;
 
   /** @internal use `spool.transaction()` */
   constructor(private readonly ctx: SpoolContext, private readonly inbox: Inbox) {
@@ -55,6 +61,7 @@ export class Transaction {
   }
 
   private get tmpPath(): string { return join(this.ctx.layout.commitsTmp, this.txid); }
+  private get abortRecordPath(): string { return join(this.ctx.layout.commitsTmp, abortedCommitName(this.txid)); }
 
   /** Number of messages sent so far in this transaction. */
   get size(): number { return this.messages.length; }
@@ -123,7 +130,9 @@ export class Transaction {
   /**
    * Commits: every message sent becomes visible to shipping at once and every message taken is
    * removed, or — on error or crash — nothing happens. Returns the ids of the messages sent.
-   * Throws `ELEASE_LOST` (and commits nothing) when a taken message's lease expired meanwhile.
+   * Throws `ELEASE_LOST` (and commits nothing; the taken messages go back to their queues) when a
+   * taken message's lease expired meanwhile, or another process found this commit past its grace
+   * period and aborted it.
    */
   async commit(): Promise<string[]> {
     this.assertOpen();
@@ -152,10 +161,15 @@ export class Transaction {
       await fh.close();
       this.fh = undefined;
     }
+    // With takes, our file's entry in tmp/ is what a marked lease is resolved by ("undecided"): it must be
+    // durable before the first mark, or a power loss could leave a durable mark and no file, read as "committed"
+    // (the taken message removed, the sends never committed). A sends-only commit marks nothing.
+    if (hasTakes) await fsyncDir(this.ctx.layout.commitsTmp);
     crashPoint('txn.after-fsync');
     // 2. Mark each taken message with this transaction id (and a fresh grace period), so recovery
     //    can decide its fate by looking for our file in tmp/.
     const marked: TakenMessage[] = [];
+    this.marking = hasTakes;
     try {
       for (const msg of this.taken) {
         await msg.renameLease({ ...msg.lease, txid: this.txid }, now() + COMMIT_GRACE_MS);
@@ -175,15 +189,26 @@ export class Transaction {
     if (hasTakes) await Promise.all([...new Set(this.taken.map((m) => join(m.queueDir, 'lease')))].map((d) => fsyncDir(d)));
     // 3. The commit point: the file leaves tmp/ (into new/ when it carries messages). From here on
     //    the transaction is committed whatever fails next: abort() must never undo it.
+    //    With takes, a reclaimer may have aborted us by renaming the file to <txid>.aborted first: then
+    //    our rename or unlink finds nothing (ENOENT), and we commit nothing.
+    try {
+      if (hasSends) {
+        assertRealDirsSync([this.ctx.layout.commitsNew]);
+        renameSync(this.tmpPath, join(this.ctx.layout.commitsNew, uniqueName(this.ctx.host)));
+      } else {
+        await fsp.unlink(this.tmpPath);
+      }
+    } catch (err) {
+      if (hasTakes && errno(err) === 'ENOENT') {
+        await this.abort(`transaction ${this.txid} was aborted by another process while committing (its grace period had expired by that process's clock)`).catch(() => undefined);
+        throw new FerryError('ELEASE_LOST', `transaction ${this.txid} was aborted while committing: another process found its taken messages' commit grace expired and returned them to their queues; nothing was committed`, { cause: err });
+      }
+      throw err;
+    }
+    this.state = 'committed';
     if (hasSends) {
-      assertRealDirsSync([this.ctx.layout.commitsNew]);
-      renameSync(this.tmpPath, join(this.ctx.layout.commitsNew, uniqueName(this.ctx.host)));
-      this.state = 'committed';
       crashPoint('txn.after-rename');
       await fsyncDirFast(this.ctx.layout.commitsNew);
-    } else {
-      await fsp.unlink(this.tmpPath);
-      this.state = 'committed';
     }
     // With takes, the file's absence from tmp/ is what tells recovery "committed": that must be
     // durable. A sends-only commit needs no such fsync — a tmp/ entry that came back after a power
@@ -202,7 +227,9 @@ export class Transaction {
   /**
    * Discards the messages sent and returns the messages taken to their queues (one attempt counted).
    * The taken messages go back first: while one of them still carries this transaction's mark, the
-   * commit file must stay in tmp/, because its absence is what says "committed" to recovery.
+   * commit file (or its `<txid>.aborted` record, when a reclaimer aborted us) must stay in tmp/,
+   * because the absence of both is what says "committed" to recovery. Only this transaction marks
+   * its leases, so once its own messages are back no marked lease can appear any more: the record can go.
    */
   async abort(reason = 'transaction aborted'): Promise<void> {
     if (this.state !== 'open') return;
@@ -222,7 +249,15 @@ export class Transaction {
       }
       this.inbox.invalidate(msg.queue);
     }
-    if (!stillMarked) await unlinkIfExists(this.tmpPath);
+    if (stillMarked) return;
+    if (this.marking) {
+      // The returns (renames out of lease/) durable before the records that tell them apart from a commit go.
+      await Promise.all([...new Set(this.taken.map((m) => join(m.queueDir, 'lease')))].map((d) => fsyncDir(d)));
+      await unlinkIfExists(this.tmpPath);
+      await unlinkIfExists(this.abortRecordPath);
+      return;
+    }
+    await unlinkIfExists(this.tmpPath);
   }
 
   private async file(): Promise<FileHandle> {

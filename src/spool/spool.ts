@@ -4,10 +4,12 @@ import { join } from 'node:path';
 import { FerryError, errno } from '../errors.js';
 import { DIR_MODE, assertRealDirs, ensureDir, isRealDirIfPresent, listDir, unlinkIfExists } from '../maildir/fsx.js';
 import { Inbox, type TakeOptions } from '../inbox/inbox.js';
+import { abortedCommitName } from '../inbox/lease-name.js';
 import { InboxDelivery } from '../inbox/delivery.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
 import { Outbox } from '../outbox/outbox.js';
 import { Transaction, type PayloadInput, type SendOptions } from '../outbox/transaction.js';
+import { journalTmpNames } from '../receive/journal-names.js';
 import { SpoolLayout } from './layout.js';
 import { allowedBits } from './modes.js';
 import { probeOneMount } from './mount-probe.js';
@@ -131,6 +133,11 @@ export class Spool implements SpoolContext {
   /**
    * Returns expired leases, finishes leases of committed transactions, and removes tmp/ debris
    * older than `tmpMaxAgeMs`. Safe to run at any time, from any process.
+   *
+   * The sweep keeps what is not debris however old: the commit file, or `<txid>.aborted` record, of a
+   * transaction a marked lease still names (their absence would read as "committed"), and every inbox
+   * tmp/ file a pending receiver journal names (its replay reads a missing file as "published already")
+   * — all inbox tmp/ files while a journal cannot be read.
    */
   async recover(now = clockNow()): Promise<RecoveryReport> {
     const report: RecoveryReport = { leasesReturned: 0, tmpRemoved: 0 };
@@ -140,16 +147,25 @@ export class Spool implements SpoolContext {
     for (const queue of await this.inbox.queues()) {
       report.leasesReturned += await this.inbox.reclaimExpired(queue, now);
     }
-    const keep = await this.inbox.committingTxids();
+    const committing = new Set<string>();
+    for (const txid of await this.inbox.committingTxids()) {
+      committing.add(txid);
+      committing.add(abortedCommitName(txid));
+    }
+    // Read before listing the tmp/ files: a journal written later names files too young to sweep.
+    const journaled = await journalTmpNames(layout.receive);
+    const none = new Set<string>();
     // landing/tmp holds peers' partial uploads: kept for a resume, swept once as old as any tmp debris.
-    const tmpDirs = [layout.commitsTmp, layout.landingTmp];
+    const tmpDirs: { dir: string; keep: ReadonlySet<string> }[] = [{ dir: layout.commitsTmp, keep: committing }, { dir: layout.landingTmp, keep: none }];
     for (const q of await this.outbox.queues()) {
-      if (await isRealDirIfPresent(layout.outboxQueue(q))) tmpDirs.push(layout.outboxTmp(q));
+      if (await isRealDirIfPresent(layout.outboxQueue(q))) tmpDirs.push({ dir: layout.outboxTmp(q), keep: none });
     }
-    for (const q of await this.inbox.queues()) {
-      if (await isRealDirIfPresent(layout.inboxQueue(q))) tmpDirs.push(layout.inboxDir(q, 'tmp'));
+    if (!journaled.unknown) {
+      for (const q of await this.inbox.queues()) {
+        if (await isRealDirIfPresent(layout.inboxQueue(q))) tmpDirs.push({ dir: layout.inboxDir(q, 'tmp'), keep: journaled.byQueue.get(q) ?? none });
+      }
     }
-    for (const dir of tmpDirs) {
+    for (const { dir, keep } of tmpDirs) {
       if (!(await isRealDirIfPresent(dir))) continue;
       for (const name of await listDir(dir)) {
         if (keep.has(name)) continue;
