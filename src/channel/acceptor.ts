@@ -88,7 +88,7 @@ interface PendingMessage {
   read: () => AsyncIterable<Uint8Array>;
 }
 
-const READ_CHUNK = 1024 * 1024;
+const READ_CHUNK = 256 * 1024;
 /** How many of the oldest outbox entries one scan keeps for the passes that follow (~100 bytes each). */
 const SCAN_ENTRIES = 20_000;
 

@@ -1,4 +1,5 @@
 // The `ferry` command line: commander parses, commands run, errors become one sentence and an exit code.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isFerryError } from '../errors.js';
 import type { GlobalFlags } from './context.js';
@@ -19,6 +20,15 @@ const lazy = {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+/** This package's version (dist/cli/main.js → package.json two levels up). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 /** Builds the commander program; `run` receives each command's promise of an exit code. */
 export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Command {
   const program = new Command('ferry')
@@ -27,6 +37,7 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
     .option('--root <dir>', 'spool root (overrides the config)')
     .option('--keys <dir>', 'key directory (overrides the config)')
     .option('--debug', 'print stack traces with errors')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .exitOverride();
