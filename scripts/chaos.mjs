@@ -10,7 +10,8 @@
 // of its two consumers, through the clock file each process reads (FERRY_CLOCK_FILE, src/clock.ts). Then it
 // drains and classifies every message, as Jepsen's queue checker does:
 //   ok, lost (committed, never delivered), duplicated (delivered twice), unexpected (delivered,
-//   never even attempted); and for takes: taken twice (committed by two takes), taken after commit.
+//   never even attempted); and for takes: taken twice (committed by two takes), taken after commit (a
+//   payload opened after another take of it committed: scripts/chaos/history.mjs).
 // Prints one summary line; exits 1 on any lost, duplicated, unexpected or double take.
 // Clock jumps move only the wall clock ferry reads through src/clock.ts, per process group, not the
 // machine's clock (that would disturb everything else running here): the kernel's file times stay true.
@@ -22,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { startSshd } from '../dist/devtools/private-sshd.js';
 import { Cluster } from '../dist/devtools/cluster.js';
 import { Spool } from '../dist/index.js';
+import { consumerHistory } from './chaos/history.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -173,19 +175,11 @@ function classify() {
   const result = { ok: 0, lost: 0, duplicated: 0, unexpected: 0, takenTwice: 0, takenAfterCommit: 0, indeterminate: 0, deliveries: 0 };
   const examples = { lost: [], duplicated: [], unexpected: [] };
   for (const dest of HOSTS) {
-    const commits = new Map();
-    const takes = new Map();
-    const afterCommit = new Set();
     let text = '';
     try { text = readFileSync(logPath('consumer', dest), 'utf8'); } catch { /* no consumer log */ }
-    for (const line of text.split('\n')) {
-      const [verb, , id] = line.split(' ');
-      if (!id) continue;
-      if (verb === 'take') {
-        if ((commits.get(id) ?? 0) > 0) afterCommit.add(id);
-        takes.set(id, (takes.get(id) ?? 0) + 1);
-      } else if (verb === 'commit') commits.set(id, (commits.get(id) ?? 0) + 1);
-    }
+    // A take counts from the line its consumer wrote before opening the payload, not from the take line
+    // written after reading it (scripts/chaos/history.mjs says why).
+    const { commits, takes, afterCommit } = consumerHistory(text);
     const leftover = new Map();
     for (const src of HOSTS.filter((o) => o !== dest)) {
       const dir = join(cluster.host(dest).root, 'inbox', `from-${src}`, 'new');

@@ -1,7 +1,8 @@
-// Chaos consumer: takes from inbox queues, aborts ~10% of takes, commits the rest; logs take, commit, and
-// `lost` when a commit was refused because the lease had been returned (ELEASE_LOST).
+// Chaos consumer: takes from inbox queues, aborts ~10% of takes, commits the rest; logs open (before reading),
+// take, commit, and `lost` when a commit was refused because the lease had been returned (ELEASE_LOST).
 // argv: root host logFile seed queue...
 import { appendFileSync, openSync, fsyncSync } from 'node:fs';
+import { basename } from 'node:path';
 import { Spool } from '../../dist/spool/spool.js'; // just the spool: children start faster without the daemon's modules
 
 const [root, host, logFile, seedArg, ...queues] = process.argv.slice(2);
@@ -17,9 +18,14 @@ for (;;) {
     if (!m) continue;
     took = true;
     // A lease can be lost at any step: the other consumer's clock may run hours ahead of ours.
+    // `open` is logged BEFORE the payload is opened: the checker orders this take's read by it. The take line
+    // comes after the read (the id is in the payload), so it may follow another take's commit that the read
+    // preceded (this lease lost to that take meanwhile); `open` cannot. See history.mjs.
+    const leaseFile = basename(m.path);
+    log(`open ${q} ${leaseFile}`);
     try {
       const { id } = JSON.parse((await m.read()).toString('utf8'));
-      log(`take ${q} ${id} ${m.name}`);
+      log(`take ${q} ${id} ${m.name} ${leaseFile}`);
       // Sometimes hold the message a while, so a take can outlive its lease by another's clock.
       if (rand() < 0.2) await new Promise((r) => setTimeout(r, Math.floor(rand() * 100)));
       if (rand() < 0.1) {
