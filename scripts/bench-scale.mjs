@@ -7,7 +7,8 @@
 //      at the peer, the delivery rate over a window (default 60 s), and both daemons' peak RSS (VmHWM).
 //  (2) one file of G GiB (default 4) sent while the daemons run: time until it is in the peer inbox,
 //      byte-identical, and both daemons' peak RSS while it is in flight.
-import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,7 +79,7 @@ try {
     log(`    first delivery after ${(firstMs / 1000).toFixed(1)} s; ${delivered} delivered in the window (${Math.round(rate)} msg/s); peak RSS alpha ${Math.round(results.backlog.peakRssMB.alpha)} MB, beta ${Math.round(results.backlog.peakRssMB.beta)} MB`);
     await cluster.stopAll();
     log('    cleaning up …');
-    rmSync(join(work, 'backlog'), { recursive: true, force: true });
+    spawnSync('rm', ['-rf', join(work, 'backlog')]); // coreutils: much faster than rmSync on a million files
   }
 
   // ---- (2) one big file ----
@@ -128,5 +129,5 @@ try {
 } finally {
   await cluster?.stopAll().catch(() => undefined);
   await sshd?.stop();
-  rmSync(work, { recursive: true, force: true });
+  spawnSync('rm', ['-rf', work]);
 }
