@@ -226,9 +226,11 @@ async function settled() {
       const out = join(host.root, 'state', 'channels', peer, 'out');
       if (existsSync(out) && readdirSync(out).length > 0) return false;
     }
-    if (readdirSync(join(host.root, 'landing', 'new')).length > 0) return false;
+    // Dot-files are not messages (ferry skips them: a writer's temporary, a mount probe).
+    const visible = (dir) => readdirSync(dir).filter((n) => !n.startsWith('.')).length;
+    if (visible(join(host.root, 'landing', 'new')) > 0) return false;
     for (const q of readdirSync(join(host.root, 'inbox'))) {
-      for (const sub of ['new', 'lease']) if (readdirSync(join(host.root, 'inbox', q, sub)).length > 0) return false;
+      for (const sub of ['new', 'lease']) if (visible(join(host.root, 'inbox', q, sub)) > 0) return false;
     }
   }
   return true;

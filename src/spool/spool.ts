@@ -12,7 +12,7 @@ import { Transaction, type PayloadInput, type SendOptions } from '../outbox/tran
 import { journalTmpNames } from '../receive/journal-names.js';
 import { SpoolLayout } from './layout.js';
 import { allowedBits } from './modes.js';
-import { probeOneMount } from './mount-probe.js';
+import { PROBE_PREFIX, probeOneMount, probeTargets } from './mount-probe.js';
 import { assertSpoolOwner } from './owner.js';
 import { validateHostName } from './names.js';
 import { resolveSpoolOptions, type ResolvedSpoolOptions, type SpoolContext, type SpoolOptions } from './options.js';
@@ -179,6 +179,34 @@ export class Spool implements SpoolContext {
         }
       }
     }
+    report.tmpRemoved += await sweepDeadProbes(this.layout);
     return report;
+  }
+}
+
+/**
+ * Removes mount-probe links left by a process killed mid-probe (a `ferry send` or consumer SIGKILLed
+ * while opening the spool): every reader skips dot-files, but nothing else would ever remove them.
+ * Only probes whose process is gone are removed; a probe in progress is never touched.
+ */
+async function sweepDeadProbes(layout: SpoolLayout): Promise<number> {
+  let removed = 0;
+  for (const dir of [...probeTargets(layout), layout.commitsTmp]) {
+    for (const name of await listDir(dir)) {
+      if (!name.startsWith(PROBE_PREFIX)) continue;
+      const pid = Number(name.slice(PROBE_PREFIX.length).split('.')[0]);
+      if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
+      if (await unlinkIfExists(join(dir, name))) removed += 1;
+    }
+  }
+  return removed;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errno(err) === 'EPERM'; // alive, someone else's
   }
 }
