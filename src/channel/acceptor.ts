@@ -153,6 +153,10 @@ export class Acceptor {
   private scanAfter: string | undefined;
   /** Set when this pass's scan reached the end of the outbox. */
   private reachedEnd = false;
+  /** Queues with an entry held (no route, no key) in the current scan cycle: their later entries wait behind it (I9). */
+  private readonly heldQueues = new Set<string>();
+  /** Set by {@link Acceptor.restartScan}: the next pass starts a new cycle from the oldest entry. */
+  private restartRequested = false;
   /** The last entry this pass took (entries are taken in order, so everything up to it was seen). */
   private takenThisPass: string | undefined;
 
@@ -212,6 +216,10 @@ export class Acceptor {
     const handles: FileHandle[] = [];
     this.reachedEnd = false;
     this.takenThisPass = undefined;
+    if (this.restartRequested) {
+      this.restartRequested = false;
+      this.resetScan();
+    }
     try {
       const sources: string[] = [];
       const perDest = new Map<string, PendingMessage[]>();
@@ -280,7 +288,9 @@ export class Acceptor {
       if (this.reachedEnd) return undefined; // once per pass: a second lap would meet the held entries again
       const limit = this.limits.scanEntries;
       // Entries taken earlier in this pass are still on disk until it commits: page on after them.
-      this.pending = await this.spool.outbox.oldest(limit, this.takenThisPass ?? this.scanAfter);
+      const after = this.takenThisPass ?? this.scanAfter;
+      if (after === undefined) this.heldQueues.clear(); // a new cycle from the oldest: held entries are looked at again first
+      this.pending = await this.spool.outbox.oldest(limit, after);
       this.pendingAt = 0;
       if (this.pending.length < limit) {
         this.scanAfter = undefined; // reached the end: the next scan starts over
@@ -294,6 +304,14 @@ export class Acceptor {
     return entry;
   }
 
+  /**
+   * Routes or keys changed (a reload): held entries may go now, and must go before anything queued
+   * behind them, so the next pass starts over from the oldest entry. Never mid-pass.
+   */
+  restartScan(): void {
+    this.restartRequested = true;
+  }
+
   private resetScan(): void {
     this.pending = [];
     this.pendingAt = 0;
@@ -305,28 +323,49 @@ export class Acceptor {
     try {
       if (entry.kind === 'commit') {
         const file = await openCommitFile(entry.path);
-        handles.push(file.handle);
-        const out: Array<{ msg: PendingMessage; dests: string[] }> = [];
-        for (const [i, m] of file.index.messages.entries()) {
-          const dests = this.policy.destinations(m.queue, m.to);
-          if (dests.length === 0 || !this.hasKeys(dests)) return this.hold(entry, m.queue, file.index.committed, dests.length === 0 ? 'no route' : 'no key');
-          const offset = file.offsets[i] as number;
-          const data = file.data;
-          const read = data ? () => once(data.subarray(offset, offset + m.size)) : () => readRange(file.handle, offset, m.size);
-          out.push({ msg: { queue: m.queue, id: m.id, headers: m.headers, committed: file.index.committed, size: m.size, read }, dests });
+        // A held file must not keep a descriptor for the rest of the pass (a pass may page through
+        // many held entries), and a small file read whole never needs one.
+        let keepHandle = file.data === undefined;
+        try {
+          const out: Array<{ msg: PendingMessage; dests: string[] }> = [];
+          for (const m of file.index.messages) {
+            // Behind an entry of the same queue held earlier in this scan cycle: held too, or a route or
+            // key arriving mid-cycle would ship it before the older one (I9).
+            if (this.heldQueues.has(m.queue)) { keepHandle = false; return 'held'; }
+          }
+          for (const [i, m] of file.index.messages.entries()) {
+            const dests = this.policy.destinations(m.queue, m.to);
+            if (dests.length === 0 || !this.hasKeys(dests)) {
+              keepHandle = false;
+              for (const other of file.index.messages) this.heldQueues.add(other.queue);
+              return await this.hold(entry, m.queue, file.index.committed, dests.length === 0 ? 'no route' : 'no key');
+            }
+            const offset = file.offsets[i] as number;
+            const data = file.data;
+            const read = data ? () => once(data.subarray(offset, offset + m.size)) : () => readRange(file.handle, offset, m.size);
+            out.push({ msg: { queue: m.queue, id: m.id, headers: m.headers, committed: file.index.committed, size: m.size, read }, dests });
+          }
+          return out;
+        } finally {
+          if (keepHandle) handles.push(file.handle);
+          else await file.handle.close();
         }
-        return out;
       }
+      if (this.heldQueues.has(entry.queue)) return 'held'; // behind a held entry of its queue (I9)
       const st = lstatSync(entry.path);
       if (!st.isFile()) return this.deadLetter(entry, `not a regular file (mode ${st.mode.toString(8)})`);
       if (st.nlink > 1) {
         // A maildir producer links tmp/X to new/X and then unlinks tmp/X; a file that keeps a second
         // link may be a hard link to a file the producer could not read: never ship it.
         if (now() - st.ctimeMs > 60_000) return this.deadLetter(entry, `has ${st.nlink} hard links; refusing to ship a file linked from elsewhere`);
+        this.heldQueues.add(entry.queue);
         return 'held';
       }
       const dests = this.policy.destinations(entry.queue, undefined);
-      if (dests.length === 0 || !this.hasKeys(dests)) return this.hold(entry, entry.queue, st.ctimeMs, dests.length === 0 ? 'no route' : 'no key');
+      if (dests.length === 0 || !this.hasKeys(dests)) {
+        this.heldQueues.add(entry.queue);
+        return this.hold(entry, entry.queue, st.ctimeMs, dests.length === 0 ? 'no route' : 'no key');
+      }
       const base = { queue: entry.queue, id: uniqueName(this.spool.host), headers: {}, committed: Math.floor(st.ctimeMs) };
       // A small file (the usual legacy message) is read whole with direct calls: thread-pool round
       // trips for open/stat/read/close cost more than the bytes. A large one streams.

@@ -101,6 +101,7 @@ export class Daemon {
           this.receiver?.requeueKeyless((id) => ring.status(id) === 'active')
             .then((n) => { if (n > 0) { this.receiveDirty = true; this.receiveWake?.(); } })
             .catch((err: unknown) => this.log.error({ err: String(err) }, 'could not requeue quarantined bundles'));
+          this.acceptor?.restartScan(); // messages held for want of a key go first, in order
           this.acceptDirty = true;
           this.acceptWake?.();
         },
@@ -399,6 +400,7 @@ export class Daemon {
     if (config.metrics !== metricsBefore) await this.restartMetrics(config.metrics);
     await this.keys.reload();
     await this.startShippers();
+    this.acceptor.restartScan(); // messages held for want of a route go first, in order
     this.acceptDirty = true;
     this.acceptWake?.();
     this.log.info({ peers: [...this.shippers.keys()] }, 'configuration reloaded');
