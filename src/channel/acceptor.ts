@@ -6,13 +6,13 @@
 // advances each channel's sequence, and removes the sources. A crash before the journal leaves the
 // sources in the outbox (the tmp bundles are discarded, their sequence numbers never used); a crash
 // after it is finished by replaying the journal. So every message enters each channel exactly once.
-import { closeSync, constants, fstatSync, lstatSync, openSync, promises as fsp, readSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, promises as fsp, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { FerryError, errno, isFerryError } from '../errors.js';
 import { writeSealedBundle, type OutgoingMessage, type SealKey } from '../envelope/index.js';
-import { createExclusive, ensureDir, fsyncDir, listDir, openRegularForRead, parentOf, renameIfExists, replaceFileDurable, unlinkIfExists, writeAll, pathExists } from '../maildir/fsx.js';
+import { createExclusive, ensureDir, fsyncDir, listDir, openRegularForRead, parentOf, renameIfExists, replaceFileDurable, unlinkIfExists, unlinkIfExistsSync, writeAll, pathExists } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { openCommitFile } from '../outbox/commit-file.js';
 import type { OutboxEntry } from '../outbox/outbox.js';
@@ -493,11 +493,7 @@ export class Acceptor {
     crashPoint('accept.before-unlink');
     const dirs = new Set<string>();
     for (const src of journal.sources) {
-      try {
-        unlinkSync(src); // direct: one thread-pool round trip per source cost more than the unlink
-      } catch (err) {
-        if (errno(err) !== 'ENOENT') throw err;
-      }
+      unlinkIfExistsSync(src); // direct: one thread-pool round trip per source cost more than the unlink
       dirs.add(parentOf(src));
     }
     for (const dir of dirs) await fsyncDir(dir).catch(() => undefined);

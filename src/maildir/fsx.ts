@@ -1,6 +1,6 @@
 // Durable, symlink-refusing file system steps: every write the spool makes goes through here.
 import { spawn } from 'node:child_process';
-import { closeSync, constants, fsync, lstatSync, openSync, promises as fsp, writeSync } from 'node:fs';
+import { closeSync, constants, fsync, lstatSync, openSync, promises as fsp, renameSync, unlinkSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { FerryError, errno } from '../errors.js';
 
@@ -71,25 +71,33 @@ export async function fsyncDirFast(path: string): Promise<void> {
   }
 }
 
-/**
- * Creates `path` exclusively (0600, no symlink follow), writes every chunk and fsyncs it; only the
- * fsync leaves the calling thread. For small files, where thread-pool round trips would cost more
- * than the writes themselves.
- */
-export async function writeNewFileFast(path: string, chunks: readonly Uint8Array[]): Promise<void> {
-  let fd: number;
+/** {@link createExclusive} with a direct call: returns the descriptor (ELOOP becomes `ESPOOL_SYMLINK`). */
+export function createExclusiveSync(path: string): number {
   try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, FILE_MODE);
+    return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, FILE_MODE);
   } catch (err) {
     if (errno(err) === 'ELOOP') throw new FerryError('ESPOOL_SYMLINK', `refusing to follow the symlink ${path} inside the spool`, { path, cause: err, syscall: 'open' });
     throw err;
   }
+}
+
+/** Writes a whole buffer to a descriptor with direct calls, looping over short writes. */
+export function writeAllSync(fd: number, data: Uint8Array): void {
+  let off = 0;
+  while (off < data.byteLength) off += writeSync(fd, data, off, data.byteLength - off);
+}
+
+/**
+ * Creates `path` exclusively (0600, no symlink follow) and writes `chunks` with direct calls, then
+ * fsyncs it unless `sync` is false; only the fsync leaves the calling thread. For small files, where
+ * thread-pool round trips (~160 µs each here, against ~27 µs for open/write/close called directly)
+ * would cost more than the writes themselves.
+ */
+export async function writeNewFileFast(path: string, chunks: readonly Uint8Array[], sync = true): Promise<void> {
+  const fd = createExclusiveSync(path);
   try {
-    for (const chunk of chunks) {
-      let off = 0;
-      while (off < chunk.byteLength) off += writeSync(fd, chunk, off, chunk.byteLength - off);
-    }
-    await fsyncFd(fd);
+    for (const chunk of chunks) writeAllSync(fd, chunk);
+    if (sync) await fsyncFd(fd);
   } finally {
     closeSync(fd);
   }
@@ -196,6 +204,28 @@ export async function isRealDirIfPresent(path: string): Promise<boolean> {
 export async function pathExists(path: string): Promise<boolean> {
   try {
     await fsp.lstat(path);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** {@link unlinkIfExists} with a direct call. */
+export function unlinkIfExistsSync(path: string): boolean {
+  try {
+    unlinkSync(path);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** {@link renameIfExists} with a direct call. */
+export function renameIfExistsSync(from: string, to: string): boolean {
+  try {
+    renameSync(from, to);
     return true;
   } catch (err) {
     if (errno(err) === 'ENOENT') return false;

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Acceptor } from '../../src/channel/acceptor.js';
-import { sodiumReady, readSealedBundle, type SealKey } from '../../src/envelope/index.js';
+import { sodiumReady, type SealKey } from '../../src/envelope/index.js';
 import { Spool } from '../../src/spool/spool.js';
-import { createReadStream } from 'node:fs';
+import { shippedPayloads } from '../fixtures/bundles.js';
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
@@ -36,16 +36,7 @@ describe('acceptor with a bounded outbox scan', () => {
       expect(passes).toBeLessThan(100);
     }
     // Everything routable went out, in commit order, once; the held ones are still in the outbox.
-    const out = join(spool.layout.channel('alpha'), 'out');
-    const seen: string[] = [];
-    for (const name of readdirSync(out).sort()) {
-      await readSealedBundle(createReadStream(join(out, name)), (id) => (id === key.id ? key : undefined), 'alpha', {
-        onMessage: async () => {
-          const chunks: Uint8Array[] = [];
-          return { write: async (c) => { chunks.push(Buffer.from(c)); }, end: async () => { seen.push(Buffer.concat(chunks).toString()); } };
-        },
-      });
-    }
+    const seen = await shippedPayloads(join(spool.layout.channel('alpha'), 'out'), key);
     expect(seen).toEqual(Array.from({ length: 40 }, (_, i) => `m-${String(i).padStart(2, '0')}`));
     expect(readdirSync(spool.layout.commitsNew)).toHaveLength(12);
 

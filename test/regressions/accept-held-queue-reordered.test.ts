@@ -1,28 +1,16 @@
 // A queue's entry held for want of a route (or key) must still ship before that queue's later entries
 // once the route arrives (I9); a review of the paged outbox scan found a later one could go first.
-import { createReadStream, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Acceptor } from '../../src/channel/acceptor.js';
-import { readSealedBundle, sodiumReady, type SealKey } from '../../src/envelope/index.js';
+import { sodiumReady, type SealKey } from '../../src/envelope/index.js';
 import { Spool } from '../../src/spool/spool.js';
+import { shippedPayloads } from '../fixtures/bundles.js';
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
-
-async function shipped(out: string, key: SealKey): Promise<string[]> {
-  const seen: string[] = [];
-  for (const name of readdirSync(out).sort()) {
-    await readSealedBundle(createReadStream(join(out, name)), (id) => (id === key.id ? key : undefined), 'alpha', {
-      onMessage: async () => {
-        const chunks: Uint8Array[] = [];
-        return { write: async (c) => { chunks.push(Buffer.from(c)); }, end: async () => { seen.push(Buffer.concat(chunks).toString()); } };
-      },
-    });
-  }
-  return seen;
-}
 
 describe('held entries and order', () => {
   let dir = '';
@@ -49,7 +37,7 @@ describe('held entries and order', () => {
       for (let i = 0; i < 10 && (await acceptor.acceptOnce()).messages > 0;) i++;
       await acceptor.acceptOnce(); // a new cycle picks up whatever was held behind a1
 
-      const seen = await shipped(join(spool.layout.channel('alpha'), 'out'), key);
+      const seen = await shippedPayloads(join(spool.layout.channel('alpha'), 'out'), key);
       expect(seen.filter((m) => m.startsWith('a'))).toEqual(['a1', 'a2']);
       expect(seen.filter((m) => m.startsWith('b'))).toEqual(['b0', 'b1', 'b2', 'b3', 'b4']);
       expect(readdirSync(spool.layout.commitsNew)).toEqual([]);
