@@ -41,16 +41,22 @@ export function inflateSync(kind: Compression, compressed: Uint8Array, size: num
   return result.buffer;
 }
 
+/** Output a payload may reach before the inflate-ratio bound applies (small payloads compress very well legitimately). */
+const RATIO_FREE_BYTES = 1024 * 1024;
+
 /**
  * Inflates a compressed stream to exactly `size` bytes, handing each piece (≤ 64 KiB) to `onOutput`
  * and waiting for it. Past `size` it stops at once with EENVELOPE_BOMB: at most one more chunk is
- * inflated. Errors from `source` and `onOutput` come out unchanged.
+ * inflated. So does an output that, past 1 MiB, exceeds `maxRatio` times the compressed bytes fed
+ * so far: a declared size is the sender's word, the ratio is the receiver's own limit.
+ * Errors from `source` and `onOutput` come out unchanged.
  */
 export async function inflateStream(
   kind: Compression,
   source: AsyncIterable<Uint8Array>,
   size: number,
   onOutput: (piece: Uint8Array) => Promise<void>,
+  maxRatio = Number.POSITIVE_INFINITY,
 ): Promise<void> {
   const z = kind === 'gzip' ? zlib.createGunzip({ chunkSize: OUT_CHUNK }) : zlib.createBrotliDecompress({ chunkSize: OUT_CHUNK });
   let fed = 0;
@@ -75,6 +81,10 @@ export async function inflateStream(
           produced += piece.length;
           if (produced > size) {
             primary ??= { err: bomb(kind, size) };
+            throw primary.err;
+          }
+          if (produced > RATIO_FREE_BYTES && produced > maxRatio * fed) {
+            primary ??= { err: new FerryError('EENVELOPE_BOMB', `a ${kind} payload inflates more than ${maxRatio} times its compressed size, past this host's limit.`) };
             throw primary.err;
           }
           try {

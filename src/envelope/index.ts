@@ -32,3 +32,5 @@ export {
 export type { SealMode } from './sealer.js';
 /** Compression settings shared by the writers. */
 export type { CompressOptions } from './compress.js';
+/** The receiver's sealed receipts: what it delivered of a sender's channel (see receipt.ts). */
+export { sealReceipt, openReceipt, RECEIPT_MAX_BYTES, RECEIPT_MAX_REFUSED, type Receipt, type ReceiptEpoch, type ReceiptRefusal } from './receipt.js';

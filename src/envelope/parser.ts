@@ -10,7 +10,7 @@ import { FerryError, isFerryError, type FerryErrorCode } from '../errors.js';
 import { ByteQueue } from './byte-queue.js';
 import { boxOpen, deriveSubkey, disposeStream, streamInitPull, streamPull, TAG_FINAL, TAG_MESSAGE, type StreamState } from './sodium.js';
 import type { BundleHeader, KeyLookup, Limits, MessageMeta, SealKey } from './types.js';
-import { bindsPair, checkBundleHeader, checkEndFrame, checkMessageMeta, checkSealKey, KEY_ID_RE } from './validate.js';
+import { bindsPair, checkBundleHeader, checkEndFrame, checkMessageMeta, checkSealKey, KEY_ID_RE, messageCount } from './validate.js';
 import {
   BLOCK_MAX,
   BOX_MACBYTES,
@@ -70,11 +70,14 @@ export class BundleParser {
   private header: BundleHeader | undefined;
   private index = 0; // messages started
   private remaining = 0; // bytes left in the current payload or block
+  private declared = 0; // payload bytes declared so far (inflated sizes)
 
   constructor(
     private readonly keys: KeyLookup,
     private readonly self: string,
     private readonly limits: Limits,
+    /** `'receiver'`: the bundle must be for this host; `'sender'`: it must be from this host (re-sealing its own). */
+    private readonly role: 'receiver' | 'sender' = 'receiver',
   ) {}
 
   /** Queues sealed bytes (not copied: the producer must not reuse the chunk). */
@@ -290,6 +293,7 @@ export class BundleParser {
           if (f === NEED_PLAIN) return f;
           const h = this.header as BundleHeader;
           if (f.type === FRAME_MESSAGE) {
+            if (h.kind === 'gap') this.fail('EENVELOPE_FORMAT', 'a gap record holds a message.');
             if (this.index >= h.count) this.fail('EENVELOPE_FORMAT', `the bundle holds more messages than its header's count of ${h.count}.`);
             const meta = checkMessageMeta(parseJson(f.body, 'message metadata'), 'open');
             const expected = h.firstSeq + this.index;
@@ -299,15 +303,20 @@ export class BundleParser {
             if (meta.size > this.limits.maxMessageBytes) {
               this.fail('EENVELOPE_TOO_LARGE', `message ${meta.id} declares ${meta.size} bytes; the limit is ${this.limits.maxMessageBytes}.`);
             }
+            this.declared += meta.size;
+            if (this.declared > this.limits.maxTotalBytes) {
+              this.fail('EENVELOPE_TOO_LARGE', `the bundle's payloads declare more than the limit of ${this.limits.maxTotalBytes} bytes in all.`);
+            }
             this.index++;
             this.remaining = meta.size;
             this.frame = meta.compression === undefined ? 'raw' : 'block-len';
             return { kind: 'message', meta };
           }
           if (f.type === FRAME_END) {
-            if (this.index !== h.count) this.fail('EENVELOPE_FORMAT', `the bundle ends after ${this.index} messages; its header says ${h.count}.`);
+            const expected = messageCount(h);
+            if (this.index !== expected) this.fail('EENVELOPE_FORMAT', `the bundle ends after ${this.index} messages; its header says ${expected}.`);
             const end = checkEndFrame(parseJson(f.body, 'the end frame'));
-            if (end.count !== h.count) this.fail('EENVELOPE_FORMAT', `the end frame counts ${end.count} messages; the header says ${h.count}.`);
+            if (end.count !== expected) this.fail('EENVELOPE_FORMAT', `the end frame counts ${end.count} messages; the header says ${expected}.`);
             this.frame = 'tail';
             continue;
           }
@@ -366,12 +375,20 @@ export class BundleParser {
   }
 
   private checkHeader(h: BundleHeader): void {
-    if (h.destination !== this.self) {
-      this.fail('EENVELOPE_DEST', `the bundle is addressed to ${h.destination}, not to this host (${this.self}).`);
-    }
     const key = this.key as SealKey;
-    if (!bindsPair(key, h.origin, this.self)) {
-      this.fail('EENVELOPE_ORIGIN', `the bundle claims origin ${h.origin} but is sealed with key ${key.id}, which binds ${key.peers[0]} and ${key.peers[1]}.`);
+    if (this.role === 'sender') {
+      // Re-sealing its own bundle: it must be from this host, under a key it shares with the destination.
+      if (h.origin !== this.self) this.fail('EENVELOPE_ORIGIN', `the bundle claims origin ${h.origin}, not this host (${this.self}).`);
+      if (!bindsPair(key, this.self, h.destination)) {
+        this.fail('EENVELOPE_DEST', `the bundle is addressed to ${h.destination} but is sealed with key ${key.id}, which binds ${key.peers[0]} and ${key.peers[1]}.`);
+      }
+    } else {
+      if (h.destination !== this.self) {
+        this.fail('EENVELOPE_DEST', `the bundle is addressed to ${h.destination}, not to this host (${this.self}).`);
+      }
+      if (!bindsPair(key, h.origin, this.self)) {
+        this.fail('EENVELOPE_ORIGIN', `the bundle claims origin ${h.origin} but is sealed with key ${key.id}, which binds ${key.peers[0]} and ${key.peers[1]}.`);
+      }
     }
     if (h.count > this.limits.maxMessages) {
       this.fail('EENVELOPE_TOO_LARGE', `the bundle holds ${h.count} messages; the limit is ${this.limits.maxMessages}.`);

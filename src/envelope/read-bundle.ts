@@ -37,7 +37,8 @@ export async function readSealedBundle(
   limits?: Partial<Limits>,
 ): Promise<BundleHeader> {
   await sodiumReady();
-  const parser = new BundleParser(keys, checkSelf(self), resolveLimits(limits));
+  const resolved = resolveLimits(limits);
+  const parser = new BundleParser(keys, checkSelf(self), resolved, handler.role ?? 'receiver');
   const it = input[Symbol.asyncIterator]();
   let inputDone = false;
 
@@ -70,7 +71,7 @@ export async function readSealedBundle(
         case 'message':
           sink = await handler.onMessage(ev.meta);
           if (ev.meta.compression !== undefined) {
-            await inflateInto(ev.meta, nextEvent, sink);
+            await inflateInto(ev.meta, nextEvent, sink, resolved.maxInflateRatio);
             await sink.end();
             sink = undefined;
           }
@@ -107,7 +108,7 @@ export async function readSealedBundle(
 }
 
 /** Feeds a compressed payload's bytes (the parser's `data` events up to `message-end`) through a bounded inflater into `sink`. */
-async function inflateInto(meta: MessageMeta, nextEvent: () => Promise<ParseEvent>, sink: PayloadSink): Promise<void> {
+async function inflateInto(meta: MessageMeta, nextEvent: () => Promise<ParseEvent>, sink: PayloadSink, maxRatio: number): Promise<void> {
   const kind = meta.compression as 'gzip' | 'br';
   const head: Uint8Array[] = [];
   let headBytes = 0;
@@ -145,5 +146,5 @@ async function inflateInto(meta: MessageMeta, nextEvent: () => Promise<ParseEven
       yield piece;
     }
   }
-  await inflateStream(kind, source(), meta.size, (piece) => sink.write(piece));
+  await inflateStream(kind, source(), meta.size, (piece) => sink.write(piece), maxRatio);
 }

@@ -19,14 +19,34 @@ export interface BundleHeader {
   origin: string;
   /** Receiving host. */
   destination: string;
-  /** Channel epoch id, `[A-Za-z0-9._-]{1,64}`. */
+  /** Channel epoch id, `[A-Za-z0-9._-]{1,64}` (random per epoch). */
   channel: string;
-  /** Sequence number of the first message; the others follow without gaps. */
+  /**
+   * Channel epoch number, at least 1. Strictly increasing per (origin, destination): the receiver refuses a bundle
+   * of an epoch numbered below the one it is delivering (a closed epoch), so closed epochs need no memory.
+   * Optional when sealing (default 1); always present on the wire.
+   */
+  epoch?: number;
+  /** Sequence number of the first message (or, for a gap record, of the first sequence skipped); the others follow without gaps. */
   firstSeq: number;
-  /** Number of messages in the bundle, at least 1. */
+  /** Number of messages in the bundle (sequences skipped, for a gap record), at least 1. */
   count: number;
   /** When the bundle was sealed, ms since the epoch. */
   created: number;
+  /**
+   * The highest sequence of this epoch that the sender had seen the receiver's receipt cover when it sealed (0: none).
+   * A receiver whose delivered mark is below it lost or rolled back its dedupe state. Optional when sealing (default 0).
+   */
+  acked?: number;
+  /** `'gap'`: an authenticated gap record — the sender dead-lettered sequences `firstSeq…firstSeq+count-1`; no messages follow. */
+  kind?: 'gap';
+  /** Why the sender gave up on the sequences of a gap record (≤ 512 bytes). */
+  gap?: string;
+  /**
+   * The first `resealed` messages were sealed before, under an earlier epoch of this channel, by a sender restored
+   * from a backup: the receiver skips those whose message id it delivered recently.
+   */
+  resealed?: number;
 }
 
 /** Metadata of one message, sealed next to its payload. */
@@ -76,6 +96,11 @@ export interface PayloadSink {
 
 /** Receives the content of a bundle as it is verified. */
 export interface BundleHandler {
+  /**
+   * Who opens: `'receiver'` (default) requires the destination to be this host and the key to bind the claimed
+   * origin and this host; `'sender'` (re-sealing its own bundles) requires the origin to be this host.
+   */
+  role?: 'receiver' | 'sender';
   /** The sealed header, checked against the key and this host, before any message. */
   onHeader?(header: BundleHeader, key: SealKey): void | Promise<void>;
   /** A message begins; return where its payload goes. */
@@ -90,6 +115,13 @@ export interface Limits {
   maxMessageBytes: number;
   /** Largest sealed bundle, in bytes read from the input. Default `Infinity`. */
   maxBundleBytes: number;
+  /** Largest sum of the payload sizes one bundle may declare (inflated). Default `Number.MAX_SAFE_INTEGER`. */
+  maxTotalBytes: number;
+  /**
+   * Largest inflate ratio of a compressed payload once it has produced more than 1 MiB (output ÷ compressed input so
+   * far): past it the payload is a bomb (`EENVELOPE_BOMB`) whatever size it declares. Default `Infinity`.
+   */
+  maxInflateRatio: number;
 }
 
 /** The default {@link Limits}. */
@@ -97,4 +129,6 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxMessages: 100_000,
   maxMessageBytes: Number.MAX_SAFE_INTEGER,
   maxBundleBytes: Number.POSITIVE_INFINITY,
+  maxTotalBytes: Number.MAX_SAFE_INTEGER,
+  maxInflateRatio: Number.POSITIVE_INFINITY,
 });

@@ -60,22 +60,46 @@ export function describe(v: unknown): string {
   return Array.isArray(v) ? 'an array' : `a ${typeof v}`;
 }
 
-const HEADER_FIELDS = ['origin', 'destination', 'channel', 'firstSeq', 'count', 'created'] as const;
+const HEADER_FIELDS = ['origin', 'destination', 'channel', 'epoch', 'firstSeq', 'count', 'created', 'acked', 'kind', 'gap', 'resealed'] as const;
+/** Longest reason a gap record carries, in UTF-8 bytes. */
+export const MAX_GAP_REASON_BYTES = 512;
 
-/** A fresh, checked copy of a bundle header. */
-export function checkBundleHeader(v: unknown, side: Side): BundleHeader {
+/**
+ * A fresh, checked copy of a bundle header, with `epoch` and `acked` always set. When sealing they default to 1 and
+ * 0; a peer's header must carry both.
+ */
+export function checkBundleHeader(v: unknown, side: Side): BundleHeader & { epoch: number; acked: number } {
   if (!isRecord(v)) fail(side, 'format', `expected the bundle header to be an object, got ${describe(v)}.`);
   onlyFields(side, 'the bundle header', v, HEADER_FIELDS);
-  const h: BundleHeader = {
+  const h: BundleHeader & { epoch: number; acked: number } = {
     origin: name(side, 'host', 'header.origin', v.origin, HOST_RE),
     destination: name(side, 'host', 'header.destination', v.destination, HOST_RE),
     channel: name(side, 'format', 'header.channel', v.channel, CHANNEL_RE),
-    firstSeq: safeInt(side, 'header.firstSeq', v.firstSeq),
+    epoch: side === 'seal' && v.epoch === undefined ? 1 : safeInt(side, 'header.epoch', v.epoch, 1),
+    firstSeq: safeInt(side, 'header.firstSeq', v.firstSeq, 1),
     count: safeInt(side, 'header.count', v.count, 1),
     created: safeInt(side, 'header.created', v.created),
+    acked: side === 'seal' && v.acked === undefined ? 0 : safeInt(side, 'header.acked', v.acked),
   };
   if (h.firstSeq + h.count - 1 > Number.MAX_SAFE_INTEGER) {
     fail(side, 'format', `header.firstSeq ${h.firstSeq} plus count ${h.count} runs past 2^53-1.`);
+  }
+  // The receiver cannot have delivered what the sender had not sealed yet: a bundle claiming so is malformed.
+  if (side === 'open' && h.acked >= h.firstSeq) fail(side, 'format', `header.acked ${h.acked} is not below header.firstSeq ${h.firstSeq}.`);
+  if (v.kind !== undefined) {
+    if (v.kind !== 'gap') fail(side, 'format', `expected header.kind to be "gap" or absent, got ${describe(v.kind)}.`);
+    if (typeof v.gap !== 'string' || Buffer.byteLength(v.gap, 'utf8') > MAX_GAP_REASON_BYTES) {
+      fail(side, 'format', `expected header.gap (the reason of a gap record) to be a string of at most ${MAX_GAP_REASON_BYTES} bytes, got ${describe(v.gap)}.`);
+    }
+    h.kind = 'gap';
+    h.gap = v.gap;
+  } else if (v.gap !== undefined) {
+    fail(side, 'format', 'header.gap is only allowed in a gap record (kind "gap").');
+  }
+  if (v.resealed !== undefined) {
+    const n = safeInt(side, 'header.resealed', v.resealed, 1);
+    if (n > h.count || h.kind === 'gap') fail(side, 'format', `header.resealed ${n} must count messages of this bundle (at most ${h.count}, none for a gap record).`);
+    h.resealed = n;
   }
   return h;
 }
@@ -122,11 +146,16 @@ function checkHeaders(v: unknown, side: Side): Record<string, string> {
   return out;
 }
 
-/** The END frame body. */
+/** The END frame body (its count is 0 for a gap record). */
 export function checkEndFrame(v: unknown): { count: number } {
   if (!isRecord(v)) fail('open', 'format', `expected the end frame to be an object, got ${describe(v)}.`);
   onlyFields('open', 'the end frame', v, ['count']);
-  return { count: safeInt('open', 'end.count', v.count, 1) };
+  return { count: safeInt('open', 'end.count', v.count, 0) };
+}
+
+/** The number of MESSAGE frames a bundle with this header holds: `count`, or none for a gap record. */
+export function messageCount(h: BundleHeader): number {
+  return h.kind === 'gap' ? 0 : h.count;
 }
 
 /** Checks a key handed to us (by the caller or a KeyLookup); a malformed one is `EKEYFORMAT`. */
@@ -161,11 +190,14 @@ export function checkSelf(self: unknown): string {
 /** Complete limits from a partial override. */
 export function resolveLimits(limits: Partial<Limits> | undefined): Limits {
   const l: Limits = { ...DEFAULT_LIMITS, ...limits };
-  for (const k of ['maxMessages', 'maxMessageBytes', 'maxBundleBytes'] as const) {
+  for (const k of ['maxMessages', 'maxMessageBytes', 'maxBundleBytes', 'maxTotalBytes'] as const) {
     const v = l[k];
     if (typeof v !== 'number' || Number.isNaN(v) || v < 0 || (v !== Number.POSITIVE_INFINITY && !Number.isInteger(v))) {
       throw new FerryError('EUSAGE', `expected limits.${k} to be a non-negative integer or Infinity, got ${describe(v)}.`);
     }
+  }
+  if (typeof l.maxInflateRatio !== 'number' || !(l.maxInflateRatio >= 1)) {
+    throw new FerryError('EUSAGE', `expected limits.maxInflateRatio to be a number of at least 1 or Infinity, got ${describe(l.maxInflateRatio)}.`);
   }
   return l;
 }

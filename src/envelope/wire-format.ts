@@ -1,12 +1,12 @@
 // The sealed-bundle wire format, version 1: its exact layout, constants, and the clear-prefix and frame encoders.
 //
-// ── FRY1: sealed bundle, version 1 ──────────────────────────────────────────────────────────
+// ── FRY1: sealed bundle, version 2 ──────────────────────────────────────────────────────────
 //
 // All integers are unsigned, big-endian. KiB = 1024 bytes, MiB = 1024 KiB.
 //
 // Clear prefix (P = 31 + keyIdLen bytes, 32..95):
 //   0   4 bytes   magic "FRY1" = 46 52 59 31
-//   4   u8        version = 1
+//   4   u8        version = 2 (version 1, before channel epochs were numbered, is refused)
 //   5   u8        mode: 1 = secretbox, 2 = secretstream
 //   6   u8        keyIdLen, 1..64
 //   7   keyIdLen  key id, ASCII [A-Za-z0-9._-]
@@ -33,9 +33,12 @@
 // Frame stream F (independent of chunk boundaries):
 //   F       = HEADER, then `count` times (MESSAGE, payload), then END; nothing after END.
 //   frame   = type u8 ‖ u32 n ‖ n bytes of UTF-8 JSON (one object), n ≤ 65 536.
-//   type 1  HEADER  {"origin","destination","channel","firstSeq","count","created"}
+//   type 1  HEADER  {"origin","destination","channel","epoch","firstSeq","count","created","acked"
+//                    [,"kind":"gap","gap"][,"resealed"]}
 //   type 2  MESSAGE {"seq","queue","id","headers","committed","size"[,"compression"]}
-//   type 3  END     {"count"}, equal to HEADER.count.
+//   type 3  END     {"count"}: the number of MESSAGE frames, HEADER.count (0 for a gap record).
+//   A gap record (kind "gap") has no MESSAGE frames: it says the sender dead-lettered the sequences
+//   firstSeq…firstSeq+count-1 of this epoch, and is the only way a receiver passes a missing sequence.
 //   JSON objects carry exactly these fields (unknown ones are rejected). Numbers are
 //   non-negative safe integers (count ≥ 1); message i (from 0) has seq = firstSeq + i.
 //   payload, when MESSAGE has no "compression": exactly `size` raw bytes.
@@ -52,7 +55,7 @@ import type { BundleHeader, MessageMeta } from './types.js';
 
 /** "FRY1". */
 export const MAGIC = Uint8Array.of(0x46, 0x52, 0x59, 0x31);
-export const VERSION = 1;
+export const VERSION = 2;
 export const MODE_SECRETBOX = 1;
 export const MODE_SECRETSTREAM = 2;
 /** Offset of the key id in the prefix (magic, version, mode, keyIdLen come first). */
@@ -83,6 +86,8 @@ export const FRAME_END = 3;
 export const KDF_CONTEXT = 'ferryenv';
 export const SUBKEY_SECRETBOX = 1;
 export const SUBKEY_SECRETSTREAM = 2;
+/** Receipts (receipt.ts) are sealed under their own subkey, so no receipt can be taken for a bundle or back. */
+export const SUBKEY_RECEIPT = 3;
 
 const utf8 = new TextEncoder();
 
@@ -115,18 +120,22 @@ export function encodeJsonFrame(type: number, body: Uint8Array): Uint8Array {
   return frame;
 }
 
-/** The HEADER frame body, fields in canonical order. */
+/** The HEADER frame body, fields in canonical order (a checked header: `epoch` and `acked` are set). */
 export function headerJson(h: BundleHeader): Uint8Array {
-  return utf8.encode(
-    JSON.stringify({
-      origin: h.origin,
-      destination: h.destination,
-      channel: h.channel,
-      firstSeq: h.firstSeq,
-      count: h.count,
-      created: h.created,
-    }),
-  );
+  const o: Record<string, unknown> = {
+    origin: h.origin,
+    destination: h.destination,
+    channel: h.channel,
+    epoch: h.epoch,
+    firstSeq: h.firstSeq,
+    count: h.count,
+    created: h.created,
+    acked: h.acked,
+  };
+  if (h.kind !== undefined) o.kind = h.kind;
+  if (h.gap !== undefined) o.gap = h.gap;
+  if (h.resealed !== undefined) o.resealed = h.resealed;
+  return utf8.encode(JSON.stringify(o));
 }
 
 /** The MESSAGE frame body, fields in canonical order. */

@@ -5,7 +5,7 @@ import { compressStream, compressSync, type CompressOptions } from './compress.j
 import { concatBytes, Sealer, type SealMode } from './sealer.js';
 import { sodiumReady } from './sodium.js';
 import type { BundleHeader, ByteSink, MessageMeta, OutgoingMessage, SealKey } from './types.js';
-import { bindsPair, checkBundleHeader, checkMessageMeta, checkSealKey, describe } from './validate.js';
+import { bindsPair, checkBundleHeader, checkMessageMeta, checkSealKey, describe, messageCount } from './validate.js';
 import {
   BLOCK_MAX,
   encodeJsonFrame,
@@ -80,7 +80,7 @@ export async function writeSealedBundle(
     sealer.write(encodeJsonFrame(FRAME_HEADER, headerJson(h)));
     let index = 0;
     for await (const msg of messages) {
-      if (index >= h.count) throw new FerryError('EENVELOPE_FORMAT', `more messages were given than the header's count of ${h.count}.`);
+      if (index >= messageCount(h)) throw new FerryError('EENVELOPE_FORMAT', `more messages were given than the header's count of ${messageCount(h)}.`);
       const meta = checkMessageMeta(msg.meta, 'seal');
       const expected = h.firstSeq + index;
       if (meta.seq !== expected) {
@@ -91,8 +91,8 @@ export async function writeSealedBundle(
       await writeMessage(sealer, meta, msg, opts, feed, flush);
       index++;
     }
-    if (index !== h.count) throw new FerryError('EENVELOPE_FORMAT', `${index} messages were given; the header's count is ${h.count}.`);
-    sealer.write(encodeJsonFrame(FRAME_END, endJson(h.count)));
+    if (index !== messageCount(h)) throw new FerryError('EENVELOPE_FORMAT', `${index} messages were given; the header says ${messageCount(h)}.`);
+    sealer.write(encodeJsonFrame(FRAME_END, endJson(index)));
     sealer.end();
     await flush(true);
     return { bytes };

@@ -28,7 +28,7 @@ export function lookup(...keys: SealKey[]): KeyLookup {
 }
 
 export function header(over: Partial<BundleHeader> = {}): BundleHeader {
-  return { origin: 'alpha', destination: 'beta', channel: 'epoch-1', firstSeq: 1, count: 1, created: 1_700_000_000_000, ...over };
+  return { origin: 'alpha', destination: 'beta', channel: 'epoch-1', epoch: 1, firstSeq: 1, count: 1, created: 1_700_000_000_000, acked: 0, ...over };
 }
 
 export function meta(seq: number, over: Partial<Omit<MessageMeta, 'seq'>> = {}): Omit<MessageMeta, 'compression'> {

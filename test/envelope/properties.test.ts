@@ -55,7 +55,7 @@ describe('envelope properties', () => {
       fc.asyncProperty(
         fc.array(messageArb, { minLength: 1, maxLength: 6 }),
         fc.stringMatching(/^[A-Za-z0-9._-]{1,20}$/),
-        fc.integer({ min: 0, max: 2 ** 50 }),
+        fc.integer({ min: 1, max: 2 ** 50 }),
         fc.constantFrom('auto', 'secretstream') as fc.Arbitrary<'auto' | 'secretstream'>,
         fc.integer({ min: 1, max: 70_000 }),
         async (msgs, channel, firstSeq, mode, piece) => {
@@ -91,7 +91,7 @@ describe('envelope properties', () => {
           { compression: m.compression },
         );
         const opened = openMessage(sealed, keys, 'beta');
-        expect(opened.header).toEqual({ origin: 'alpha', destination: 'beta', channel: channelOk, created: 5, firstSeq: 9, count: 1 });
+        expect(opened.header).toEqual({ origin: 'alpha', destination: 'beta', channel: channelOk, epoch: 1, created: 5, firstSeq: 9, count: 1, acked: 0 });
         expect(opened.meta.size).toBe(m.payload.length);
         expect(Buffer.compare(opened.payload, m.payload)).toBe(0);
       }),

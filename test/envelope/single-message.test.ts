@@ -38,7 +38,7 @@ describe('sealMessage and openMessage', () => {
     const sealed = sealMessage(key, env, m, new TextEncoder().encode('hi'));
     expect(sealed[5]).toBe(MODE_SECRETBOX);
     const opened = openMessage(sealed, keys, 'beta');
-    expect(opened.header).toEqual({ ...env, firstSeq: 7, count: 1 });
+    expect(opened.header).toEqual({ ...env, epoch: 1, acked: 0, firstSeq: 7, count: 1 });
     expect(opened.meta).toEqual({ ...m, size: 2 });
     expect(new TextDecoder().decode(opened.payload)).toBe('hi');
   });
