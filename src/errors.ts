@@ -45,6 +45,16 @@ export const ERROR_CODES = {
   EENVELOPE_REPLAY: 'fatal',
   EENVELOPE_BOMB: 'fatal',
   EENVELOPE_QUEUE: 'fatal',
+  // channels: order, epochs, receipts (the trust boundary)
+  ELANDING: 'fatal',
+  EEPOCH_CLOSED: 'fatal',
+  EEPOCH_CONFLICT: 'fatal',
+  ESEQ_REUSE: 'fatal',
+  EDEDUPE_ROLLBACK: 'fatal',
+  ESENDER_RESTORED: 'fatal',
+  ERECEIPT: 'recoverable',
+  ECOLLISION: 'recoverable',
+  EGAP: 'recoverable',
   // transport
   ETRANSPORT: 'recoverable',
   ETRANSPORT_AUTH: 'recoverable',

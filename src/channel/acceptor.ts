@@ -11,15 +11,16 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { FerryError, errno, isFerryError } from '../errors.js';
-import { writeSealedBundle, type OutgoingMessage, type SealKey } from '../envelope/index.js';
+import { formatBundleName, writeSealedBundle, type OutgoingMessage, type SealKey } from '../envelope/index.js';
+import { unsealableReason } from '../envelope/sealable.js';
 import { createExclusive, ensureDir, fsyncDir, listDir, openRegularForRead, parentOf, renameIfExists, replaceFileDurable, unlinkIfExists, unlinkIfExistsSync, writeAll, pathExists } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { openCommitFile } from '../outbox/commit-file.js';
 import type { OutboxEntry } from '../outbox/outbox.js';
 import { crashPoint } from '../spool/crash-point.js';
 import type { Spool } from '../spool/spool.js';
-import { formatBundleName } from './bundle-name.js';
 import { ChannelDir, type ChannelState } from './channel-state.js';
+import { recoverSwitch } from './epoch-switch.js';
 import { now } from '../clock.js';
 
 /** Decides where messages go and how they travel. */
@@ -32,6 +33,10 @@ export interface AcceptPolicy {
   sealingKey(peer: string): SealKey;
   /** How long a message may wait in the outbox without a route, ms. */
   lifetimeMs: number;
+  /** The highest sequence of `state`'s epoch a receipt from `peer` proved delivered (sealed into each header). Default 0. */
+  acked?(peer: string, state: ChannelState): number;
+  /** Runs `fn` while no epoch switch rewrites a channel's state. Default: runs it at once. */
+  lock?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** Batch and bundle sizes. Every field has a default. */
@@ -192,8 +197,10 @@ export class Acceptor {
       await this.apply(journal);
     }
     for (const peer of await listDir(this.spool.layout.channels)) {
-      const tmp = this.channel(peer).tmp;
-      for (const name of await listDir(tmp)) await unlinkIfExists(join(tmp, name));
+      const ch = this.channel(peer);
+      // An epoch switch a crash interrupted is finished before its tmp/ bundles could be mistaken for debris.
+      if (await recoverSwitch(ch)) this.log.info({ peer }, 'finished moving a channel to a new epoch, interrupted by a crash');
+      for (const name of await listDir(ch.tmp)) await unlinkIfExists(join(ch.tmp, name));
     }
   }
 
@@ -208,6 +215,13 @@ export class Acceptor {
 
   /** One pass: moves a batch of the oldest outbox entries into channels. */
   async acceptOnce(): Promise<AcceptResult> {
+    const lock = this.policy.lock?.bind(this.policy) ?? (<T>(fn: () => Promise<T>) => fn());
+    return lock(() => this.pass());
+  }
+
+  private async pass(): Promise<AcceptResult> {
+    // An epoch switch (under the same lock) may have rewritten a channel's state since the last pass.
+    this.states.clear();
     const result: AcceptResult = { messages: 0, bundles: new Map(), held: 0 };
     // A journal still here means an earlier pass committed but did not finish (its apply failed, e.g.
     // on a full disk): its sources are still in the outbox. Finish it first, or they would be sealed
@@ -250,9 +264,10 @@ export class Acceptor {
         const key = this.policy.sealingKey(peer);
         const state = await this.state(peer);
         let seq = state.nextSeq;
+        const acked = Math.min(this.policy.acked?.(peer, state) ?? 0, seq - 1);
         for (const group of this.split(msgs)) {
-          const name = formatBundleName({ firstSeq: seq, count: group.length, epoch: state.epoch, origin: this.spool.host });
-          await this.writeBundle(peer, name, key, state.epoch, seq, group);
+          const name = formatBundleName({ epoch: state.epoch, channel: state.channel, firstSeq: seq, count: group.length, gap: false });
+          await this.writeBundle(peer, name, key, state, seq, group, acked);
           journal.bundles.push({ peer, name });
           result.bundles.set(peer, (result.bundles.get(peer) ?? 0) + 1);
           seq += group.length;
@@ -332,6 +347,11 @@ export class Acceptor {
             // Behind an entry of the same queue held earlier in this scan cycle: held too, or a route or
             // key arriving mid-cycle would ship it before the older one (I9).
             if (this.heldQueues.has(m.queue)) { keepHandle = false; return 'held'; }
+          }
+          for (const m of file.index.messages) {
+            const poison = unsealableReason(m.queue, m.id, m.headers, file.index.committed, m.size);
+            // Dead-lettered at once (I12): retrying could never help, and it must not hold up the messages behind it.
+            if (poison !== undefined) { keepHandle = false; return await this.deadLetter(entry, poison); }
           }
           for (const [i, m] of file.index.messages.entries()) {
             const dests = this.policy.destinations(m.queue, m.to);
@@ -455,7 +475,7 @@ export class Acceptor {
     if (group.length > 0) yield group;
   }
 
-  private async writeBundle(peer: string, name: string, key: SealKey, epoch: string, firstSeq: number, group: PendingMessage[]): Promise<void> {
+  private async writeBundle(peer: string, name: string, key: SealKey, state: ChannelState, firstSeq: number, group: PendingMessage[], acked: number): Promise<void> {
     const path = join(this.channel(peer).tmp, name);
     await unlinkIfExists(path); // debris of a pass that failed before its journal: same name, never published
     const fh = await createExclusive(path);
@@ -466,7 +486,7 @@ export class Acceptor {
         payload: m.read,
       }));
       await writeSealedBundle({ write: (chunk) => writeAll(fh, chunk) }, key, {
-        origin: this.spool.host, destination: peer, channel: epoch, firstSeq, count: group.length, created: now(),
+        origin: this.spool.host, destination: peer, channel: state.channel, epoch: state.epoch, firstSeq, count: group.length, created: now(), acked,
       }, messages);
       await fh.sync();
     } finally {

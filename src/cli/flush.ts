@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { FerryError } from '../errors.js';
 import { listDir } from '../maildir/fsx.js';
-import { parseBundleName } from '../channel/bundle-name.js';
+import { parseBundleName } from '../envelope/bundle-name.js';
 import type { Spool } from '../spool/spool.js';
 import { configFrom, openSpool, type GlobalFlags } from './context.js';
 import { out, type CliIO } from './io.js';
@@ -13,7 +13,10 @@ export async function pending(spool: Spool): Promise<{ outbox: number; channels:
   for (const d of (await spool.outbox.depths()).values()) outbox += d.messages;
   let channels = 0;
   for (const peer of await listDir(spool.layout.channels)) {
-    for (const n of await listDir(join(spool.layout.channel(peer), 'out'))) channels += parseBundleName(n)?.count ?? 0;
+    for (const n of await listDir(join(spool.layout.channel(peer), 'out'))) {
+      const p = parseBundleName(n);
+      if (p && !p.gap) channels += p.count; // a bundle leaves out/ only once the peer's receipt proves it delivered
+    }
   }
   return { outbox, channels };
 }

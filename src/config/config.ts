@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { FerryError, errno } from '../errors.js';
+import { DEFAULT_RECEIVE_LIMITS, type ReceiveLimits } from '../receive/limits.js';
 
 /** Default config path when neither `--config` nor `$FERRY_CONFIG` is given. */
 export const DEFAULT_CONFIG_PATH = '/etc/ferry/ferry.toml';
@@ -12,6 +13,8 @@ export const DEFAULT_CONFIG_PATH = '/etc/ferry/ferry.toml';
 export const DEFAULT_ROOT = '/var/spool/ferry';
 /** Default key directory. */
 export const DEFAULT_KEYS = '/etc/ferry/keys';
+/** Default `remote_root`: the landing directory under the chroot the README's recipe makes. */
+export const DEFAULT_REMOTE_ROOT = '/landing';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const QUEUE_OR_STAR = /^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
@@ -24,10 +27,28 @@ const peerSchema = z.strictObject({
   identity: z.string().min(1, 'a path to a private key'),
   /** known_hosts file holding the peer's pinned host key. */
   known_hosts: z.string().min(1, 'a path to a known_hosts file'),
-  /** The peer's spool root as its SFTP account sees it ("/" under a chroot). */
-  remote_root: z.string().startsWith('/', 'an absolute path').default(DEFAULT_ROOT),
-  /** Bundles in flight to this peer at once. */
+  /** The landing directory the peer gave this host, as its SFTP login sees it ("/landing" under the README's chroot). */
+  remote_root: z.string().startsWith('/', 'an absolute path').default(DEFAULT_REMOTE_ROOT),
+  /** Bundles uploading to this peer at once. */
   pipeline: z.number().int().min(1).max(64).default(4),
+  /** Most bundles published to this peer and not yet covered by its receipt. */
+  window: z.number().int().min(1).max(1024).default(32),
+});
+
+const byteCount = z.number().int().min(0);
+const receiveSchema = z.strictObject({
+  /** Largest landing file this host reads, bytes. */
+  max_bundle_bytes: byteCount.min(1).default(DEFAULT_RECEIVE_LIMITS.maxBundleBytes),
+  /** Most messages in one bundle. */
+  max_bundle_messages: z.number().int().min(1).default(DEFAULT_RECEIVE_LIMITS.maxBundleMessages),
+  /** Largest payload one message may declare (inflated), bytes. */
+  max_message_bytes: byteCount.default(DEFAULT_RECEIVE_LIMITS.maxMessageBytes),
+  /** Largest sum of declared payload sizes in one bundle (inflated), bytes. */
+  max_bundle_inflated_bytes: byteCount.default(DEFAULT_RECEIVE_LIMITS.maxBundleInflatedBytes),
+  /** Largest inflate ratio of a compressed payload past its first MiB. */
+  max_inflate_ratio: z.number().min(1).default(DEFAULT_RECEIVE_LIMITS.maxInflateRatio),
+  /** Free space delivery never eats into, bytes. */
+  reserve_bytes: byteCount.default(DEFAULT_RECEIVE_LIMITS.reserveBytes),
 });
 
 const queueSchema = z.strictObject({
@@ -63,6 +84,8 @@ const configSchema = z.strictObject({
   peers: z.record(z.string().regex(NAME, 'a peer name of letters, digits, ".", "_" or "-"'), peerSchema).default({}),
   routes: z.record(z.string().regex(QUEUE_OR_STAR, 'a queue name or "*"'), z.array(z.string())).default({}),
   queues: z.record(z.string().regex(QUEUE_OR_STAR, 'a queue name or "*"'), queueSchema).default({}),
+  /** Limits on what peers may make this host read and write. */
+  receive: receiveSchema.default(receiveSchema.parse({})),
 });
 
 /** A peer as configured, with its `ssh` target split. */
@@ -75,6 +98,7 @@ export interface PeerConfig {
   knownHosts: string;
   remoteRoot: string;
   pipeline: number;
+  window: number;
 }
 
 /** Per-queue settings. */
@@ -97,6 +121,8 @@ export interface FerryConfig {
   /** queue (or "*") → destination hosts (peers, or this host for local delivery). */
   routes: Map<string, string[]>;
   queues: Map<string, QueueConfig>;
+  /** The receiver's limits. */
+  receive: ReceiveLimits;
 }
 
 /** Overrides from the command line. */
@@ -136,7 +162,7 @@ export function validateConfig(raw: unknown, path: string | undefined, overrides
     if (!m || port < 1 || port > 65535) throw new FerryError('ECONFIG', `expected \`peers.${name}.ssh\`${where} to be user@host:port, got \`${p.ssh}\``);
     peers.set(name, {
       name, user: m[1] as string, host: (m[2] as string).replace(/^\[|\]$/g, ''), port,
-      identity: p.identity, knownHosts: p.known_hosts, remoteRoot: p.remote_root, pipeline: p.pipeline,
+      identity: p.identity, knownHosts: p.known_hosts, remoteRoot: p.remote_root, pipeline: p.pipeline, window: p.window,
     });
   }
   const routes = new Map<string, string[]>();
@@ -164,6 +190,10 @@ export function validateConfig(raw: unknown, path: string | undefined, overrides
     peers,
     routes,
     queues: new Map(Object.entries(c.queues)),
+    receive: {
+      maxBundleBytes: c.receive.max_bundle_bytes, maxBundleMessages: c.receive.max_bundle_messages, maxMessageBytes: c.receive.max_message_bytes,
+      maxBundleInflatedBytes: c.receive.max_bundle_inflated_bytes, maxInflateRatio: c.receive.max_inflate_ratio, reserveBytes: c.receive.reserve_bytes,
+    },
   };
 }
 
@@ -247,10 +277,10 @@ root = "${root}"
 keys = "${keys}"
 
 # [peers.beta]
-# ssh = "ferry@beta.example:22"          # beta's daemon user, logging in to its chrooted SFTP-only account
+# ssh = "ferry-in-${host}@beta.example:22"  # the SFTP-only login beta gave this host (\`ferry peer add ${host} --print\` on beta)
 # identity = "/etc/ferry/ssh/id_ed25519"
 # known_hosts = "/etc/ferry/ssh/known_hosts"
-# remote_root = "/"                      # "/" under the README's chroot; beta's spool root without one
+# remote_root = "/landing"               # this host's landing directory on beta, as that chrooted login sees it
 
 [routes]
 # orders = ["beta"]

@@ -5,16 +5,17 @@ import { watch, type FSWatcher } from 'chokidar';
 import { pino, type Logger } from 'pino';
 import { queueConfig, routeFor, type FerryConfig } from '../config/config.js';
 import { FerryError, isFerryError } from '../errors.js';
-import { sodiumReady, type SealKey } from '../envelope/index.js';
+import { sodiumReady, type KeyLookup, type SealKey } from '../envelope/index.js';
 import { KeyStore } from '../keys/index.js';
 import { loadSelfKey, type SelfKey } from '../keys/self-key.js';
 import { replaceFileDurable } from '../maildir/fsx.js';
 import { Acceptor } from '../channel/acceptor.js';
 import { Shipper, type PeerStatus } from '../channel/shipper.js';
 import { DropIngester } from '../drop/drop-ingest.js';
-import { Receiver, quarantineCount, type ReceiverCounters } from '../receive/receiver.js';
+import { Receiver, quarantineCount, type LandingStatus, type ReceiverCounters } from '../receive/receiver.js';
+import { KeyedLock } from '../transport/keyed-lock.js';
 import { PROBE_PREFIX } from '../spool/mount-probe.js';
-import { isQueueName } from '../spool/names.js';
+import { isHostName, isQueueName } from '../spool/names.js';
 import { Spool } from '../spool/spool.js';
 import { LocalTransport, SftpTransport } from '../transport/index.js';
 import type { Transport } from '../transport/transport.js';
@@ -31,8 +32,6 @@ export interface DaemonOptions {
   rescanMs?: number;
   /** Lease and tmp recovery interval, ms. Default 30 000. */
   recoverMs?: number;
-  /** How long a bundle ahead of a missing one waits for it, ms. Default 5 000. */
-  holdMs?: number;
   /** How often drop/ is scanned for complete files, ms (settle times are checked at this granularity). Default 500. */
   dropScanMs?: number;
   /** How often the key directory is compared with its last load (catches chmod, which raises no file event), ms. Default 2 000. */
@@ -49,6 +48,8 @@ export interface DaemonStatus {
   updated: number;
   peers: PeerStatus[];
   receiver: ReceiverCounters;
+  /** Each peer's landing directory on this host: what waits, what is blocked and why. */
+  landing: LandingStatus[];
   quarantine: number;
   lastAcceptError: { at: number; message: string } | null;
 }
@@ -78,6 +79,8 @@ export class Daemon {
   private receiveDirty = true;
   private loops: Promise<void>[] = [];
   private readonly started = now();
+  /** Accept passes and epoch switches both rewrite channel state: one at a time. */
+  private readonly channelLock = new KeyedLock();
   private lastAcceptError: { at: number; message: string } | null = null;
 
   constructor(private config: FerryConfig, private readonly opts: DaemonOptions = {}) {
@@ -97,10 +100,9 @@ export class Daemon {
           const keyless = this.peersWithoutKey();
           if (keyless.length > 0) this.log.warn({ keys: ring.size, noKeyFor: keyless }, 'keys loaded, but no usable key for some peers: their messages wait in the outbox');
           else this.log.info({ keys: ring.size }, 'keys loaded');
-          // Bundles quarantined only for an unknown key get another chance once the key is here.
-          this.receiver?.requeueKeyless((id) => ring.status(id) === 'active')
-            .then((n) => { if (n > 0) { this.receiveDirty = true; this.receiveWake?.(); } })
-            .catch((err: unknown) => this.log.error({ err: String(err) }, 'could not requeue quarantined bundles'));
+          // Bundles waiting for a key they are sealed with are in their landing directories still: look again.
+          this.receiveDirty = true;
+          this.receiveWake?.();
           this.acceptor?.restartScan(); // messages held for want of a key go first, in order
           this.acceptDirty = true;
           this.acceptWake?.();
@@ -117,11 +119,21 @@ export class Daemon {
         compression: (queue) => queueConfig(this.config, queue).compression,
         sealingKey: (peer) => this.sealingKey(peer),
         lifetimeMs: this.config.lifetimeMs,
+        acked: (peer, state) => this.shippers.get(peer)?.ackedFor(state.epoch, state.channel) ?? 0,
+        lock: (fn) => this.channelLock.run('channels', fn),
       }, this.log);
       await this.acceptor.recover();
-      this.receiver = new Receiver(this.spool, (id) => (id === this.selfKey.id ? this.selfKey : this.keys.ring.openingKey(id)), this.log, { holdMs: this.opts.holdMs });
+      this.receiver = new Receiver(this.spool, this.openingKeys(), this.log, {
+        limits: this.config.receive,
+        receiptKey: (peer) => {
+          try {
+            return this.sealingKey(peer);
+          } catch {
+            return undefined; // no key for this peer yet: its receipt waits, and so does its channel
+          }
+        },
+      });
       await this.receiver.recover();
-      await this.receiver.requeueKeyless((id) => this.keys.ring.status(id) === 'active');
       if (this.config.metrics) await this.startMetrics(this.config.metrics);
       this.drop = new DropIngester(this.spool, (queue) => queueConfig(this.config, queue).settle * 1000, this.log, (queue) => queueConfig(this.config, queue).commit === 'marker');
       await this.startShippers();
@@ -210,9 +222,14 @@ export class Daemon {
     return this.keys.ring.sealingKey(this.config.host, peer);
   }
 
+  /** Every key this host holds, by id (this host's own included): what bundles, receipts and re-sealing open with. */
+  private openingKeys(): KeyLookup {
+    return (id) => (id === this.selfKey.id ? this.selfKey : this.keys.ring.openingKey(id));
+  }
+
   private transportFor(peer: string): Transport {
     if (this.opts.transportFor) return this.opts.transportFor(peer);
-    if (peer === this.config.host) return new LocalTransport({ peer, root: this.config.root });
+    if (peer === this.config.host) return new LocalTransport({ peer, dir: join(this.spool.layout.landing, peer) });
     const p = this.config.peers.get(peer);
     if (!p) throw new FerryError('ECONFIG', `peer ${peer} is not configured`, { peer });
     return new SftpTransport({
@@ -254,7 +271,11 @@ export class Daemon {
       const channel = this.acceptor.channel(peer);
       await channel.ensure();
       const shipper = new Shipper(channel, this.transportFor(peer), this.log, {
+        self: this.config.host,
+        keys: { seal: () => this.sealingKey(peer), open: this.openingKeys() },
+        lock: (fn) => this.channelLock.run('channels', fn),
         pipeline: this.config.peers.get(peer)?.pipeline ?? 4,
+        window: this.config.peers.get(peer)?.window ?? 32,
         lifetimeMs: this.config.lifetimeMs,
         deadDir: this.spool.layout.deadOut,
         onShipped: (p, ageMs) => this.metrics?.bundleLatency.observe({ peer: p }, ageMs / 1000),
@@ -273,7 +294,7 @@ export class Daemon {
    * keeps each entry's name, puts an inotify watch on each file and re-reads (and lstats) the whole
    * directory on every event. With 10^6 files in `outbox/<q>/new/` that was 2.2 GB of RSS and 17 s
    * before the first delivery (measured by `npm run bench:scale`). The message directories —
-   * `state/commits/new/`, each `outbox/<q>/new/`, `landing/new/` — get one plain inotify watch each
+   * `state/commits/new/`, each `outbox/<q>/new/`, each `landing/<peer>/` — get one plain inotify watch each
    * (`fs.watch` on the directory: O(1) memory, no listing), used as a wake-up signal only.
    */
   private startWatching(): void {
@@ -309,12 +330,14 @@ export class Daemon {
     const l = this.spool.layout;
     const wakeAccept = () => { this.acceptDirty = true; this.acceptWake?.(); };
     const wakeReceive = () => { this.receiveDirty = true; this.receiveWake?.(); };
-    const wanted = new Map<string, () => void>([[l.commitsNew, wakeAccept], [l.landingNew, wakeReceive]]);
+    const wanted = new Map<string, () => void>([[l.commitsNew, wakeAccept], [l.landing, wakeReceive]]);
     let queues: string[] = [];
     try {
       queues = readdirSync(l.outbox).filter(isQueueName);
+      // Each peer's landing directory: a wake-up hint only (the receiver reaches its entries through a pinned descriptor).
+      for (const peer of readdirSync(l.landing).filter(isHostName)) wanted.set(join(l.landing, peer), wakeReceive);
     } catch {
-      // no outbox yet: the rescan looks again
+      // not there yet: the rescan looks again
     }
     for (const q of queues) wanted.set(l.outboxNew(q), wakeAccept);
     for (const [dir, wake] of wanted) {
@@ -424,7 +447,7 @@ export class Daemon {
     }
     return {
       pid: process.pid, host: this.config.host, started: this.started, updated: now(), peers,
-      receiver: { ...this.receiver.counters }, quarantine: await quarantineCount(this.spool), lastAcceptError: this.lastAcceptError,
+      receiver: { ...this.receiver.counters }, landing: this.receiver.status(), quarantine: await quarantineCount(this.spool), lastAcceptError: this.lastAcceptError,
     };
   }
 

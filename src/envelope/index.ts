@@ -34,3 +34,5 @@ export type { SealMode } from './sealer.js';
 export type { CompressOptions } from './compress.js';
 /** The receiver's sealed receipts: what it delivered of a sender's channel (see receipt.ts). */
 export { sealReceipt, openReceipt, RECEIPT_MAX_BYTES, RECEIPT_MAX_REFUSED, type Receipt, type ReceiptEpoch, type ReceiptRefusal } from './receipt.js';
+/** The protocol's file names: bundles, gap records, uploads in progress, receipts. */
+export { formatBundleName, parseBundleName, compareBundleNames, lastSeq, PART_SUFFIX, RECEIPT_NAME, type BundleNameParts } from './bundle-name.js';

@@ -156,3 +156,18 @@ export function metaJson(m: MessageMeta): Uint8Array {
 export function endJson(count: number): Uint8Array {
   return utf8.encode(JSON.stringify({ count }));
 }
+
+/**
+ * The key id a bundle's clear prefix names, from its first bytes (at least 7 + 64 for any id), or undefined when
+ * they are not a version-2 prefix. Only for reporting (which key a refused bundle wanted): the parser verifies.
+ */
+export function clearKeyId(head: Uint8Array): string | undefined {
+  if (head.length < PREFIX_FIXED_BYTES + 1) return undefined;
+  for (let i = 0; i < 4; i++) if (head[i] !== MAGIC[i]) return undefined;
+  if (head[4] !== VERSION) return undefined;
+  const len = head[6] as number;
+  if (len < 1 || len > KEY_ID_MAX || PREFIX_FIXED_BYTES + len > head.length) return undefined;
+  let id = '';
+  for (let i = 0; i < len; i++) id += String.fromCharCode(head[PREFIX_FIXED_BYTES + i] as number);
+  return /^[A-Za-z0-9._-]{1,64}$/.test(id) ? id : undefined;
+}

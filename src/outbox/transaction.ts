@@ -8,6 +8,7 @@ import { assertRealDirs, assertRealDirsSync, createExclusive, fsyncDir, fsyncDir
 import { uniqueName } from '../maildir/unique.js';
 import { crashPoint } from '../spool/crash-point.js';
 import { validateHeaders, validateHostName, validateQueueName } from '../spool/names.js';
+import { unsealableReason } from '../envelope/sealable.js';
 import type { SpoolContext } from '../spool/options.js';
 import type { Inbox, TakeOptions } from '../inbox/inbox.js';
 import { abortedCommitName } from '../inbox/lease-name.js';
@@ -76,6 +77,9 @@ export class Transaction {
     this.assertOpen();
     validateQueueName(queue);
     const headers = validateHeaders({ ...(opts.headers ?? {}) });
+    // What could never be sealed is refused now, not found out by the daemon (longest id, size and sequence assumed).
+    const unsealable = unsealableReason(queue, 'x'.repeat(128), headers, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    if (unsealable !== undefined) throw new FerryError('EHEADER', `a message to ${queue} cannot be shipped: ${unsealable}; send fewer or shorter headers`, { queue });
     const to = opts.to !== undefined && opts.to.length > 0 ? opts.to.map((h) => validateHostName(h, 'destination')) : undefined;
     try {
       return await this.copyPayload(queue, payload, headers, to);

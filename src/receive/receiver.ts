@@ -1,354 +1,417 @@
-// Delivering the landing area into inboxes: verify, dedupe, deliver atomically exactly once, or quarantine.
+// Delivering every peer's landing directory into the inboxes: in strict order, exactly once, trusting nothing a peer wrote.
 //
-// Per bundle: open and verify it while writing the new messages into inbox tmp/ files; only once
-// the whole bundle verified are they fsynced and a journal naming them is written (the commit
-// point); then they are renamed into new/, the dedupe state advances, the landing file goes, the
-// journal goes. After a crash, a journal is replayed (renames are idempotent: a tmp file that is
-// gone was published); without a journal the landing file is simply processed again.
-import { createReadStream, constants, openSync, promises as fsp } from 'node:fs';
+// Each peer uploads into its own directory, landing/<peer>/, reachable only by that peer's login. The receiver pins
+// each directory by descriptor, re-verifies it on every pass, and reaches entries only through it (pinned-dir.ts).
+// Per pass and peer: scan (bounded), deliver the bundles that continue the channel in order (bundle-delivery.ts,
+// channel-decision.ts), refuse what fails (copied into quarantine), write the peer's sealed receipt, and only then
+// remove the delivered files: a sender that finds a file gone always finds a receipt covering it, or uploads again.
+import { closeSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
-import { FerryError, errno, isFerryError } from '../errors.js';
-import { readSealedBundle, type KeyLookup, type PayloadSink } from '../envelope/index.js';
-import { completePublish, type DeliveryItem } from '../inbox/delivery.js';
-import { ensureDir, fsyncDir, listDir, renameIfExists, replaceFileDurable, unlinkIfExists } from '../maildir/fsx.js';
-import { parseBundleName } from '../channel/bundle-name.js';
+import { FerryError, isFerryError } from '../errors.js';
+import { sealReceipt, type KeyLookup, type Receipt, type ReceiptRefusal, type SealKey, RECEIPT_MAX_REFUSED, RECEIPT_NAME } from '../envelope/index.js';
 import type { Log } from '../channel/acceptor.js';
+import { completePublish } from '../inbox/delivery.js';
+import { ensureDir, listDir } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
+import { isHostName } from '../spool/names.js';
 import type { Spool } from '../spool/spool.js';
-import { DedupeStore } from './dedupe.js';
+import { deliverBundle, isDiskFull, openLanding, type Outcome } from './bundle-delivery.js';
+import { scanLanding, type Candidate } from './landing-scan.js';
+import { DEFAULT_RECEIVE_LIMITS, type ReceiveLimits } from './limits.js';
+import { OriginStates, type OriginAlarm } from './origin-state.js';
+import { PinnedDir } from './pinned-dir.js';
+import { Quarantine, keyIdOf } from './quarantine.js';
+import { journalFile, pendingJournals, readJournal, retainedName, type Journal } from './receive-journal.js';
 import { now } from '../clock.js';
 
-/** Receiver settings. */
+/** Receiver settings. Every field has a default. */
 export interface ReceiverOptions {
-  /** How long a bundle that arrived ahead of a missing earlier one waits for it before being delivered anyway, ms. Default 5 000. */
-  holdMs?: number;
+  /** Limits on what any peer may make this host read and write. Default {@link DEFAULT_RECEIVE_LIMITS}. */
+  limits?: Partial<ReceiveLimits>;
+  /** The key that seals receipts for `peer` (the pair key's newest, or this host's own for itself); undefined: none yet. */
+  receiptKey?: (peer: string) => SealKey | undefined;
+  /** The owner every landing directory must have. Default: this process's uid. */
+  uid?: number;
+  /** An upload untouched this long is abandoned and removed, ms. Default 36 h. */
+  partStaleMs?: number;
+  /** Most entries looked at per landing directory per pass. Default 100 000. */
+  scanMax?: number;
+  /** Most bytes of one refused bundle copied into quarantine. Default 64 MiB. */
+  quarantineCopyBytes?: number;
 }
 
-/** What happened to one landing file. */
-export type ReceiveOutcome = 'delivered' | 'partial' | 'quarantined' | 'held' | 'gone';
-
-const journalSchema = z.strictObject({
-  landing: z.string(),
-  partial: z.boolean().optional(),
-  origin: z.string(),
-  epoch: z.string(),
-  seqs: z.array(z.number().int()),
-  items: z.array(z.strictObject({
-    queue: z.string(),
-    name: z.string(),
-    meta: z.record(z.string(), z.unknown()),
-  })),
-});
-
-const discard: PayloadSink = { write: async () => undefined, end: async () => undefined };
-
-/** Counters the receiver keeps (for status and metrics). */
+/** Totals since start, for metrics. */
 export interface ReceiverCounters {
   bundles: number;
   delivered: number;
   duplicates: number;
   quarantined: number;
+  gaps: number;
+  hostile: number;
   lastError?: { at: number; message: string };
   lastDelivery?: number;
 }
 
-/** Turns landing/new/ into inbox messages. One per daemon. */
-export class Receiver {
-  readonly dedupe: DedupeStore;
-  readonly counters: ReceiverCounters = { bundles: 0, delivered: 0, duplicates: 0, quarantined: 0 };
-  private readonly holdMs: number;
-  /**
-   * Landing files whose delivery hit a full disk: they are delivered one message at a time (each
-   * journaled and recorded), so a bundle larger than the free space still drains as consumers free
-   * room, instead of wedging the host with its inbox empty and its landing area full.
-   */
-  private readonly tight = new Set<string>();
-  /** When each held landing file was first seen (monotonic ms): a wall clock stepping back must not hold it for hours. */
-  private readonly heldSince = new Map<string, number>();
+/** One peer's landing directory as `ferry status` shows it. */
+export interface LandingStatus {
+  peer: string;
+  /** Bundles waiting in the directory. */
+  waiting: number;
+  /** Uploads in progress. */
+  uploading: number;
+  /** The epoch being delivered and its delivered mark. */
+  current: { epoch: number; channel: string; hwm: number } | null;
+  /** Why nothing moves, since when, at which sequence (null: it moves, or nothing waits). */
+  blocked: { seq: number; since: number; code: string; reason: string } | null;
+  alarm: OriginAlarm | null;
+  delivered: number;
+  gaps: number;
+  refused: number;
+  hostile: number;
+  lastDelivery: number | null;
+  /** The directory itself is refused (a symlink, a wrong owner or mode…). */
+  error: string | null;
+}
 
-  constructor(private readonly spool: Spool, private readonly keys: KeyLookup, private readonly log: Log, opts: ReceiverOptions = {}) {
-    this.dedupe = new DedupeStore(spool.layout.receive);
-    this.holdMs = opts.holdMs ?? 5_000;
+interface PeerSlot {
+  peer: string;
+  dir: PinnedDir | undefined;
+  refused: ReceiptRefusal[];
+  blockedAt: { seq: number; since: number } | undefined;
+  tight: Set<string>;
+  view: LandingStatus;
+  receiptDirty: boolean;
+  loggedError: string | undefined;
+}
+
+/** Turns every landing directory into inbox messages. One per daemon. */
+export class Receiver {
+  readonly states: OriginStates;
+  readonly quarantine: Quarantine;
+  readonly counters: ReceiverCounters = { bundles: 0, delivered: 0, duplicates: 0, quarantined: 0, gaps: 0, hostile: 0 };
+  private readonly limits: ReceiveLimits;
+  private readonly slots = new Map<string, PeerSlot>();
+  private readonly uid: number;
+
+  constructor(private readonly spool: Spool, private readonly keys: KeyLookup, private readonly log: Log, private readonly opts: ReceiverOptions = {}) {
+    this.states = new OriginStates(spool.layout.receive);
+    this.quarantine = new Quarantine(spool.layout.quarantine, opts.quarantineCopyBytes);
+    this.limits = { ...DEFAULT_RECEIVE_LIMITS, ...opts.limits };
+    this.uid = opts.uid ?? process.geteuid?.() ?? 0;
   }
 
-  private get journalDir(): string { return join(this.spool.layout.receive, 'journal'); }
-
-  /** Loads the dedupe state and finishes deliveries a crash interrupted. */
+  /** Loads the delivered state, makes this host's own landing directory, and finishes deliveries a crash interrupted. */
   async recover(): Promise<void> {
-    await ensureDir(this.journalDir);
-    await this.dedupe.load();
-    for (const name of await listDir(this.journalDir)) {
-      if (!name.endsWith('.json')) continue;
-      const journal = await this.readJournal(name);
-      if (!journal) continue;
-      this.log.info({ landing: journal.landing, messages: journal.items.length }, 'finishing a delivery interrupted by a crash');
-      await this.finish(journal, name);
+    await this.states.load();
+    await ensureDir(join(this.spool.layout.landing, this.spool.host));
+    for (const j of await pendingJournals(this.spool.layout.receive)) {
+      this.log.info({ peer: j.peer, landing: j.landing, messages: j.items.length }, 'finishing a delivery interrupted by a crash');
+      await this.finish(j);
     }
   }
 
-  /** Processes every landing file once, oldest channel position first. Returns how many were delivered. */
+  /** One pass over every landing directory. Returns how many bundles were delivered. Throws the first local failure, after every peer had its turn. */
   async processOnce(): Promise<number> {
-    const names = (await listDir(this.spool.layout.landingNew)).filter((n) => !n.startsWith('.'));
-    const keyed = names.map((name) => ({ name, parts: parseBundleName(name) }));
-    keyed.sort((a, b) => {
-      if (!a.parts || !b.parts) return a.parts ? -1 : b.parts ? 1 : a.name < b.name ? -1 : 1;
-      if (a.parts.origin !== b.parts.origin) return a.parts.origin < b.parts.origin ? -1 : 1;
-      if (a.parts.epoch !== b.parts.epoch) return a.parts.epoch < b.parts.epoch ? -1 : 1;
-      return a.parts.firstSeq - b.parts.firstSeq;
-    });
     let delivered = 0;
     let firstError: unknown;
-    const stalled = new Set<string>();
-    for (const { name, parts } of keyed) {
-      // One bundle that cannot be delivered now (a full disk…) must not stall other channels; the
-      // rest of its own channel waits behind it, so order per origin holds.
-      const channel = parts ? `${parts.origin}/${parts.epoch}` : undefined;
-      if (channel !== undefined && stalled.has(channel)) continue;
+    for (const peer of await this.peerDirs()) {
       try {
-        let outcome = await this.processBundle(name);
-        while (outcome === 'partial') outcome = await this.processBundle(name);
-        if (outcome === 'delivered') delivered += 1;
+        delivered += await this.processPeer(this.slot(peer));
       } catch (err) {
         firstError ??= err;
-        if (channel !== undefined) stalled.add(channel);
+        this.counters.lastError = { at: now(), message: err instanceof Error ? err.message : String(err) };
       }
     }
     if (firstError !== undefined) throw firstError;
     return delivered;
   }
 
-  /** Processes one landing file. Throws only for local trouble (disk full…): the file stays for a retry. */
-  async processBundle(name: string): Promise<ReceiveOutcome> {
-    const path = join(this.spool.layout.landingNew, name);
-    let st;
-    try {
-      st = await fsp.lstat(path);
-    } catch (err) {
-      if (errno(err) === 'ENOENT') return 'gone';
-      throw err;
-    }
-    if (!st.isFile()) {
-      await this.quarantine(name, new FerryError('EENVELOPE_FORMAT', `landing entry ${name} is not a regular file`));
-      return 'quarantined';
-    }
-    // A delivery of this very file that journaled and then failed part-way (a full disk, EIO) is
-    // finished from its journal, never decoded again: a second decode would deliver twice.
-    const pending = await this.readJournal(`${name}.json`);
-    if (pending) {
-      await this.finish(pending, `${name}.json`);
-      return pending.partial ? 'partial' : 'delivered';
-    }
-    const parts = parseBundleName(name);
-    // A bundle ahead of the next expected sequence (a new channel epoch expects 1) waits a little for
-    // the earlier ones, which a pipelined sender may still be uploading: order per origin (I9).
-    if (parts && parts.firstSeq > this.dedupe.expected(parts.origin, parts.epoch)) {
-      const seen = this.heldSince.get(name) ?? performance.now();
-      this.heldSince.set(name, seen);
-      if (performance.now() - seen < this.holdMs) return 'held';
-    }
-    this.heldSince.delete(name);
-    const delivery = this.spool.delivery();
-    const limit = this.tight.has(name) ? 1 : Number.POSITIVE_INFINITY;
-    let partial = false;
-    const seqs: number[] = [];
-    let origin = '';
-    let epoch = '';
-    let duplicates = 0;
-    let localError: unknown;
-    let fd: number;
-    try {
-      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-    } catch (err) {
-      if (errno(err) === 'ENOENT') return 'gone';
-      throw err;
-    }
-    try {
-      const header = await readSealedBundle(createReadStream(path, { fd, highWaterMark: 1024 * 1024 }), this.keys, this.spool.host, {
-        onHeader: (h) => {
-          origin = h.origin;
-          epoch = h.channel;
-          const expected = this.dedupe.expected(h.origin, h.channel);
-          if (h.firstSeq > expected && this.dedupe.mark(h.origin, h.channel)) {
-            this.log.warn({ origin: h.origin, epoch: h.channel, expected, got: h.firstSeq }, 'sequence gap: delivering a bundle ahead of missing earlier ones');
-          }
-        },
-        onMessage: async (meta) => {
-          if (this.dedupe.has(origin, epoch, meta.seq)) {
-            duplicates += 1;
-            return discard;
-          }
-          if (seqs.length >= limit) {
-            partial = true; // left for the next round: dedupe will skip what this round delivers
-            return discard;
-          }
-          seqs.push(meta.seq);
-          try {
-            const w = await delivery.add({ id: meta.id, origin, queue: meta.queue, headers: meta.headers, committed: meta.committed });
-            return {
-              write: (chunk) => w.write(chunk).catch((err: unknown) => { localError = err; throw err; }),
-              end: () => w.end().catch((err: unknown) => { localError = err; throw err; }),
-            };
-          } catch (err) {
-            localError = err;
-            throw err;
-          }
-        },
-      });
-      if (seqs.length === 0) {
-        await delivery.discard();
-        this.counters.duplicates += duplicates;
-        await this.quarantine(name, new FerryError('EENVELOPE_REPLAY', `bundle ${header.firstSeq}..${header.firstSeq + header.count - 1} from ${header.origin} was delivered already (a replay, or a retransmission after a sender crash)`));
-        return 'quarantined';
-      }
-      await delivery.prepare();
-    } catch (err) {
-      await delivery.discard();
-      if (localError === undefined && isFerryError(err) && !err.recoverable) {
-        await this.quarantine(name, err);
-        return 'quarantined';
-      }
-      this.counters.lastError = { at: now(), message: String((localError ?? err) instanceof Error ? ((localError ?? err) as Error).message : (localError ?? err)) };
-      if (errno(localError ?? err) === 'ENOSPC' || errno(localError ?? err) === 'EDQUOT') this.tight.add(name);
-      throw localError ?? err;
-    }
-    const journal: Journal = { landing: name, origin, epoch, seqs, items: delivery.items, ...(partial ? { partial } : {}) };
-    const journalName = `${name}.json`;
-    try {
-      await replaceFileDurable(join(this.journalDir, journalName), JSON.stringify(journal));
-    } catch (err) {
-      // No commit (a full disk, an I/O error): throw the prepared messages away, or their tmp files hold the space a
-      // full disk needs until the 36 h tmp sweep. The journal goes first — it may exist if only the directory fsync
-      // failed, and a journal naming tmp files that are gone would replay as "published already" (a loss).
-      this.counters.lastError = { at: now(), message: err instanceof Error ? err.message : String(err) };
-      try {
-        await fsp.unlink(join(this.journalDir, journalName));
-      } catch (unlinkErr) {
-        // Not there (ENOENT, or ENOTDIR: the directory itself is gone), or the tmp files must stay: keep them then.
-        if (errno(unlinkErr) !== 'ENOENT' && errno(unlinkErr) !== 'ENOTDIR') throw err;
-      }
-      await delivery.discard();
-      throw err;
-    }
-    crashPoint('receive.after-journal');
-    await this.finish(journal, journalName);
-    this.counters.bundles += 1;
-    this.counters.delivered += seqs.length;
-    this.counters.duplicates += duplicates;
-    this.counters.lastDelivery = now();
-    if (partial) return 'partial';
-    this.tight.delete(name);
-    return 'delivered';
-  }
-
-  /** The journal named `journalName`, or undefined when there is none. */
-  private async readJournal(journalName: string): Promise<Journal | undefined> {
-    try {
-      return journalSchema.parse(JSON.parse(await fsp.readFile(join(this.journalDir, journalName), 'utf8'))) as unknown as Journal;
-    } catch (err) {
-      if (errno(err) === 'ENOENT') return undefined;
-      throw err;
-    }
-  }
-
-  /** Completes a journaled delivery (idempotent). */
-  private async finish(journal: Journal, journalName: string): Promise<void> {
-    await completePublish(this.spool, journal.items);
-    for (const item of journal.items) this.spool.inbox.invalidate(item.queue);
-    crashPoint('receive.after-publish');
-    const skipped = await this.dedupe.record(journal.origin, journal.epoch, journal.seqs);
-    if (skipped.length > 0) this.log.error({ origin: journal.origin, epoch: journal.epoch, skipped: skipped.slice(0, 20) }, 'gave up waiting for missing sequence numbers');
-    if (!journal.partial) {
-      // A partial round leaves the bundle for the next one; only the last round removes it.
-      await unlinkIfExists(join(this.spool.layout.landingNew, journal.landing));
-      await fsyncDir(this.spool.layout.landingNew);
-    }
-    await unlinkIfExists(join(this.journalDir, journalName));
+  /** The landing directories as status shows them. */
+  status(): LandingStatus[] {
+    return [...this.slots.values()].map((s) => ({ ...s.view, alarm: this.states.get(s.peer).alarm, current: pickMark(this.states.get(s.peer).current) }));
   }
 
   /**
-   * Moves a landing file to quarantine with a reason file; it is never delivered as it is. The
-   * bundle moves first and the reason follows it, so a move that fails (EXDEV across a wrong-way bind
-   * mount, EIO) leaves no reason file behind to be counted, and a crash in between leaves a
-   * quarantined bundle without a reason (counted all the same) rather than a reason without a bundle.
+   * Clears a channel's alarm after an operator looked at it (`ferry receive resync PEER`): for a rollback, the
+   * sender's word is taken — its acked mark becomes the delivered mark. Returns what was cleared.
    */
-  private async quarantine(name: string, err: FerryError): Promise<void> {
-    const dir = this.spool.layout.quarantine;
-    const qname = `${now()}.${name}`;
-    const keyId = err.code === 'EKEY_UNKNOWN' ? await clearKeyId(join(this.spool.layout.landingNew, name)) : undefined;
-    if (!(await renameIfExists(join(this.spool.layout.landingNew, name), join(dir, qname)))) return;
-    await replaceFileDurable(join(dir, `${qname}.reason.json`), JSON.stringify({ code: err.code, reason: err.message, at: now(), landing: name, ...(keyId ? { keyId } : {}) }));
-    this.counters.quarantined += 1;
-    this.log.warn({ landing: name, code: err.code, reason: err.message }, 'bundle quarantined');
+  async resync(peer: string): Promise<OriginAlarm | null> {
+    const rec = this.states.get(peer);
+    const alarm = rec.alarm;
+    if (alarm === null) return null;
+    if (alarm.code === 'EDEDUPE_ROLLBACK') {
+      if (rec.current && rec.current.epoch !== alarm.epoch) rec.previous = pickMark(rec.current);
+      rec.current = { epoch: alarm.epoch, channel: alarm.channel, hwm: alarm.acked, gaps: rec.current?.gaps ?? 0, since: now() };
+    }
+    rec.alarm = null;
+    rec.gen += 1;
+    await this.states.save(peer, rec);
+    this.log.warn({ peer, code: alarm.code, hwm: rec.current?.hwm }, 'channel resynchronised by the operator');
+    const s = this.slots.get(peer);
+    if (s) s.receiptDirty = true;
+    return alarm;
   }
 
-  /**
-   * Gives bundles quarantined only because their key was unknown another chance once that key is
-   * known (a key deployed late, or refused for its mode and then fixed): they go back to the
-   * landing area and are verified from scratch; dedupe keeps anything already delivered from
-   * being delivered twice. Returns how many went back.
-   */
-  async requeueKeyless(known: (keyId: string) => boolean): Promise<number> {
-    const dir = this.spool.layout.quarantine;
-    let requeued = 0;
-    for (const reasonName of await listDir(dir)) {
-      if (!reasonName.endsWith('.reason.json')) continue;
-      let reason: { code?: string; keyId?: string; landing?: string };
-      try {
-        reason = JSON.parse(await fsp.readFile(join(dir, reasonName), 'utf8')) as typeof reason;
-      } catch {
+  /** landing/* entries that name a host (anything else there is not a peer's and is left to doctor). */
+  private async peerDirs(): Promise<string[]> {
+    return (await listDir(this.spool.layout.landing)).filter((n) => isHostName(n)).sort();
+  }
+
+  private slot(peer: string): PeerSlot {
+    let s = this.slots.get(peer);
+    if (s === undefined) {
+      s = {
+        peer, dir: undefined, refused: [], blockedAt: undefined, tight: new Set(), receiptDirty: true, loggedError: undefined,
+        view: { peer, waiting: 0, uploading: 0, current: null, blocked: null, alarm: null, delivered: 0, gaps: 0, refused: 0, hostile: 0, lastDelivery: null, error: null },
+      };
+      this.slots.set(peer, s);
+    }
+    return s;
+  }
+
+  /** Pins the directory on first use and re-verifies it on every later one. A refused directory stops only its own peer. */
+  private pin(s: PeerSlot): PinnedDir | undefined {
+    const path = join(this.spool.layout.landing, s.peer);
+    try {
+      if (s.dir === undefined) s.dir = PinnedDir.open(path, { uid: this.uid, allow: s.peer === this.spool.host ? 0 : 0o2070 });
+      else s.dir.verify();
+      s.view.error = null;
+      s.loggedError = undefined;
+      return s.dir;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      s.view.error = message;
+      if (s.loggedError !== message) this.log.error({ peer: s.peer, path, code: isFerryError(err) ? err.code : undefined, err: message }, 'landing directory refused; nothing is read from it');
+      s.loggedError = message;
+      return undefined;
+    }
+  }
+
+  private async processPeer(s: PeerSlot): Promise<number> {
+    const dir = this.pin(s);
+    if (dir === undefined) return 0;
+    const scan = scanLanding(dir, { max: this.opts.scanMax ?? 100_000, partStaleMs: this.opts.partStaleMs ?? 36 * 3600_000 });
+    if (scan.junkRemoved > 0) {
+      this.counters.hostile += scan.junkRemoved;
+      s.view.hostile += scan.junkRemoved;
+      this.log.warn({ peer: s.peer, removed: scan.junkRemoved, kinds: scan.junkKinds }, 'removed entries no ferry sender makes from a landing directory');
+    }
+    s.view.uploading = scan.uploading;
+    const candidates = scan.candidates.sort((a, b) => compare(a, b));
+    const done: string[] = [];
+    let delivered = 0;
+    let blocked: { seq: number; code: string; reason: string } | undefined;
+    let firstError: unknown;
+    for (const c of candidates) {
+      const rec = this.states.get(s.peer);
+      const hint = hintHeld(rec.current, c);
+      if (rec.alarm === null && hint !== undefined) {
+        blocked ??= { seq: hint, code: 'EGAP', reason: `waiting for sequence ${hint} of epoch ${c.parts.epoch}` };
         continue;
       }
-      if (reason.code !== 'EKEY_UNKNOWN' || !reason.keyId || !reason.landing || !known(reason.keyId)) continue;
-      const qname = reasonName.slice(0, -'.reason.json'.length);
-      const target = join(this.spool.layout.landingNew, reason.landing);
       try {
-        await fsp.link(join(dir, qname), target); // never over a bundle of the same name already waiting
+        const r = await this.processOne(s, dir, c.name);
+        if (r.kind === 'delivered' || r.kind === 'retransmission') done.push(c.name);
+        if (r.kind === 'delivered') delivered += 1;
+        if (r.kind === 'held' || r.kind === 'alarm') {
+          const a = this.states.get(s.peer).alarm;
+          blocked ??= r.kind === 'held' ? { seq: r.seq, code: r.code, reason: r.reason } : { seq: (this.states.get(s.peer).current?.hwm ?? 0) + 1, code: a?.code ?? 'EGAP', reason: a?.reason ?? '' };
+        }
       } catch (err) {
-        if (errno(err) !== 'EEXIST' && errno(err) !== 'ENOENT') throw err;
-        continue;
+        // Local trouble (a full disk…): the rest of this channel waits behind it, other peers go on.
+        firstError = err;
+        blocked ??= { seq: (this.states.get(s.peer).current?.hwm ?? 0) + 1, code: isFerryError(err) ? err.code : 'EDISK_FULL', reason: err instanceof Error ? err.message : String(err) };
+        break;
       }
-      await unlinkIfExists(join(dir, qname));
-      await unlinkIfExists(join(dir, reasonName));
-      requeued += 1;
-      this.counters.quarantined = Math.max(0, this.counters.quarantined - 1);
-      this.log.info({ landing: reason.landing, keyId: reason.keyId }, 'key now known: quarantined bundle returned to the landing area');
     }
-    if (requeued > 0) await fsyncDir(this.spool.layout.landingNew);
-    return requeued;
+    this.updateView(s, candidates.length - done.length, blocked);
+    await this.writeReceipt(s, dir);
+    // After the receipt: a sender that sees a file gone must find a receipt covering it, or it uploads again.
+    crashPoint('receive.before-landing-unlink');
+    for (const name of done) dir.unlink(name);
+    if (firstError !== undefined) throw firstError;
+    return delivered;
   }
-}
 
-/** The key id in a bundle's clear prefix (magic, version, mode, id length, id), or undefined. */
-async function clearKeyId(path: string): Promise<string | undefined> {
-  try {
-    const fh = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  /** Delivers (or refuses, or holds) one landing file, all its rounds. */
+  private async processOne(s: PeerSlot, dir: PinnedDir, name: string): Promise<Outcome> {
+    for (;;) {
+      // A round that journaled and then failed part-way is finished from its journal, never decoded again.
+      const pending = await readJournal(this.spool.layout.receive, s.peer, name);
+      if (pending) {
+        await this.finish(pending);
+        if (pending.partial) continue;
+        return { kind: 'delivered', journal: pending };
+      }
+      const opened = openLanding(dir, name, this.limits.maxBundleBytes);
+      if ('kind' in opened) return this.settle(s, dir, name, opened, undefined);
+      try {
+        if (opened.size < 0) {
+          const err = new FerryError('EENVELOPE_TOO_LARGE', `${name} from ${s.peer} holds ${-opened.size} bytes; this host reads at most ${this.limits.maxBundleBytes} (receive.max_bundle_bytes)`, { peer: s.peer });
+          return await this.settle(s, dir, name, { kind: 'refused', err }, { fd: opened.fd, size: -opened.size });
+        }
+        let outcome: Outcome;
+        try {
+          outcome = await deliverBundle({ spool: this.spool, states: this.states, keys: this.keys, limits: this.limits, roundLimit: s.tight.has(name) ? 1 : Number.POSITIVE_INFINITY }, s.peer, name, opened.fd, opened.size);
+        } catch (err) {
+          if (isDiskFull(err)) s.tight.add(name);
+          throw err;
+        }
+        if (outcome.kind === 'delivered' || outcome.kind === 'partial') {
+          await this.finish(outcome.journal);
+          if (outcome.kind === 'partial') continue;
+          s.tight.delete(name);
+          return outcome;
+        }
+        return await this.settle(s, dir, name, outcome, opened);
+      } finally {
+        closeSync(opened.fd);
+      }
+    }
+  }
+
+  /** Acts on an outcome that delivered nothing: refuse into quarantine, drop a retransmission, remove a hostile entry, log a hold or alarm. */
+  private async settle(s: PeerSlot, dir: PinnedDir, name: string, o: Outcome, open: { fd: number; size: number } | undefined): Promise<Outcome> {
+    switch (o.kind) {
+      case 'refused': {
+        if (open) await this.quarantine.copyIn(s.peer, name, open.fd, open.size, o.err, keyIdOf(open.fd));
+        dir.unlink(name);
+        this.counters.quarantined += 1;
+        s.view.refused += 1;
+        const p = refusalOf(name, o.err);
+        if (p) s.refused = [...s.refused, p].slice(-RECEIPT_MAX_REFUSED);
+        s.receiptDirty = true;
+        this.log.warn({ peer: s.peer, landing: name, code: o.err.code, reason: o.err.message }, 'bundle refused and quarantined');
+        return o;
+      }
+      case 'hostile': {
+        const st = dir.lstat(name);
+        if (st?.isDirectory()) dir.removeTree(name);
+        else dir.unlink(name);
+        this.counters.hostile += 1;
+        s.view.hostile += 1;
+        this.log.warn({ peer: s.peer, landing: name, why: o.why }, 'removed a landing entry that is not a bundle file; it was never read');
+        return o;
+      }
+      case 'retransmission':
+        this.counters.duplicates += 1;
+        this.log.info({ peer: s.peer, landing: name }, 'dropped a retransmitted bundle: every message in it was delivered already');
+        return o;
+      case 'alarm': {
+        const a = this.states.get(s.peer).alarm;
+        s.receiptDirty = true;
+        this.log.error({ peer: s.peer, landing: name, code: a?.code, reason: a?.reason }, 'channel stopped: nothing more is delivered from this peer until the cause is fixed');
+        return o;
+      }
+      default:
+        return o;
+    }
+  }
+
+  /** Applies a journaled round (idempotent): publish into new/, record the mark, keep the journal as the id window. */
+  private async finish(j: Journal): Promise<void> {
+    await completePublish(this.spool, j.items);
+    for (const item of j.items) this.spool.inbox.invalidate(item.queue);
+    crashPoint('receive.after-publish');
+    const rec = this.states.get(j.peer);
+    if (rec.current === null || j.epoch > rec.current.epoch) {
+      if (rec.current !== null) rec.previous = pickMark(rec.current);
+      rec.current = { epoch: j.epoch, channel: j.channel, hwm: j.hwm, gaps: 0, since: now() };
+    } else if (rec.current.epoch === j.epoch) {
+      rec.current.hwm = Math.max(rec.current.hwm, j.hwm);
+    }
+    if (j.gap && rec.current) {
+      rec.current.gaps += j.gap.count;
+      this.counters.gaps += j.gap.count;
+      this.log.warn({ peer: j.peer, epoch: j.epoch, first: j.gap.first, count: j.gap.count, reason: j.gap.reason }, 'gap record: the sender dead-lettered these sequences; delivery goes on after them');
+    }
+    rec.gen += 1;
+    await this.states.save(j.peer, rec);
+    await this.states.retain(j.peer, journalFile(this.spool.layout.receive, j), retainedName(j));
+    const s = this.slot(j.peer);
+    s.receiptDirty = true;
+    s.view.delivered += j.items.length;
+    s.view.lastDelivery = now();
+    if (j.gap) s.view.gaps += j.gap.count;
+    this.counters.bundles += 1;
+    this.counters.delivered += j.items.length;
+    this.counters.lastDelivery = now();
+  }
+
+  private updateView(s: PeerSlot, waiting: number, blocked: { seq: number; code: string; reason: string } | undefined): void {
+    s.view.waiting = waiting;
+    if (blocked === undefined) {
+      if (s.blockedAt !== undefined) s.receiptDirty = true;
+      s.blockedAt = undefined;
+      s.view.blocked = null;
+      return;
+    }
+    if (s.blockedAt?.seq !== blocked.seq) {
+      s.blockedAt = { seq: blocked.seq, since: now() };
+      s.receiptDirty = true;
+    }
+    s.view.blocked = { seq: blocked.seq, since: s.blockedAt.since, code: blocked.code, reason: blocked.reason };
+  }
+
+  /** Seals and writes the peer's receipt when something changed (or it is missing). A failure is logged: the sender only waits longer. */
+  private async writeReceipt(s: PeerSlot, dir: PinnedDir): Promise<void> {
+    if (!s.receiptDirty && dir.lstat(RECEIPT_NAME)?.isFile()) return;
+    const key = this.opts.receiptKey?.(s.peer);
+    if (key === undefined) return;
+    const rec = this.states.get(s.peer);
+    const blocked = s.view.blocked ?? (rec.alarm ? { seq: (rec.current?.hwm ?? 0) + 1, since: rec.alarm.since, code: rec.alarm.code, reason: rec.alarm.reason } : null);
+    const receipt: Receipt = {
+      origin: this.spool.host, destination: s.peer, instance: this.states.instance, gen: rec.gen, written: now(),
+      current: pickMark(rec.current), previous: rec.previous, gaps: rec.current?.gaps ?? 0,
+      blocked: blocked === null ? null : { seq: blocked.seq, since: Math.floor(blocked.since), code: /^E[A-Z_]{1,40}$/.test(blocked.code) ? blocked.code : 'EGAP', reason: blocked.reason.slice(0, 1000) },
+      refused: s.refused.map((r) => ({ ...r, reason: r.reason.slice(0, 1000) })),
+    };
     try {
-      const buf = Buffer.alloc(7 + 64);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-      if (bytesRead < 8 || buf.toString('latin1', 0, 4) !== 'FRY1') return undefined;
-      const len = buf[6] as number;
-      if (len < 1 || len > 64 || 7 + len > bytesRead) return undefined;
-      const id = buf.toString('latin1', 7, 7 + len);
-      return /^[A-Za-z0-9._-]{1,64}$/.test(id) ? id : undefined;
-    } finally {
-      await fh.close();
+      dir.replace(RECEIPT_NAME, sealReceipt(key, receipt), 0o640);
+      s.receiptDirty = false;
+    } catch (err) {
+      this.log.error({ peer: s.peer, err: err instanceof Error ? err.message : String(err) }, 'could not write the receipt for this peer; its sender keeps its bundles until one is written');
     }
-  } catch {
-    return undefined;
   }
 }
 
-interface Journal {
-  landing: string;
-  partial?: boolean;
-  origin: string;
-  epoch: string;
-  seqs: number[];
-  items: DeliveryItem[];
+/** The epoch mark without its bookkeeping fields. */
+function pickMark(m: { epoch: number; channel: string; hwm: number } | null): { epoch: number; channel: string; hwm: number } | null {
+  return m === null ? null : { epoch: m.epoch, channel: m.channel, hwm: m.hwm };
 }
 
-/** Number of quarantined bundles on disk (the bundles themselves, not their reason files). */
+/** The refusal a receipt reports for a landing file, from its name (the sender matches it to its own copy). */
+function refusalOf(name: string, err: FerryError): ReceiptRefusal | undefined {
+  const m = /^(\d{16})-(\d{12,16})-(\d{1,9})-([0-9a-f]{16})\.(fb|gap)$/.exec(name);
+  if (!m) return undefined;
+  return { epoch: Number(m[1]), channel: m[4] as string, firstSeq: Number(m[2]), count: Number(m[3]), code: err.code, reason: err.message, at: now() };
+}
+
+function compare(a: Candidate, b: Candidate): number {
+  return a.parts.epoch - b.parts.epoch || a.parts.firstSeq - b.parts.firstSeq || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
+/**
+ * The sequence a candidate waits for, judged from its name alone (no need to open what is plainly ahead), or
+ * undefined when it may be next and must be opened. A name that lies only delays its own sender.
+ */
+function hintHeld(cur: { epoch: number; hwm: number } | null, c: Candidate): number | undefined {
+  if (cur === null || c.parts.epoch > cur.epoch) return c.parts.firstSeq === 1 ? undefined : 1;
+  if (c.parts.epoch === cur.epoch && c.parts.firstSeq > cur.hwm + 1) return cur.hwm + 1;
+  return undefined;
+}
+
+/** Number of quarantined bundles on disk. */
 export async function quarantineCount(spool: Spool): Promise<number> {
-  return (await listDir(spool.layout.quarantine)).filter((n) => !n.endsWith('.reason.json') && !n.includes('.reason.json.tmp-')).length;
+  return new Quarantine(spool.layout.quarantine).count();
+}
+
+/** Whether `path` exists as anything (for the doctor and tests). */
+export function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,6 +1,6 @@
 // Where everything lives under the spool root. The one place that knows the on-disk layout.
 import { join } from 'node:path';
-import { validateQueueName } from './names.js';
+import { validateHostName, validateQueueName } from './names.js';
 
 /**
  * Paths of a spool rooted at `root`:
@@ -12,7 +12,7 @@ import { validateQueueName } from './names.js';
  * inbox/<q>/meta/<name>.json                metadata of a delivered message (origin, id, headers…)
  * inbox/<q>/dead/                           messages that failed too often, with meta/ reasons
  * drop/<q>/                                 naive drops by legacy scripts
- * landing/{tmp,new}                         sealed bundles peers upload (the SFTP account's area)
+ * landing/<peer>/                           what <peer> uploads: its own directory, reached only by its own login
  * state/commits/{tmp,new}                   send transactions: written in tmp/, committed by rename into new/
  * state/channels/<peer>/                    per-peer transmission queue (sealed bundles, sequence state)
  * state/receive/                            dedupe state and delivery journals, apart from the inbox
@@ -28,8 +28,6 @@ export class SpoolLayout {
   get drop(): string { return join(this.root, 'drop'); }
   get state(): string { return join(this.root, 'state'); }
   get landing(): string { return join(this.root, 'landing'); }
-  get landingTmp(): string { return join(this.root, 'landing', 'tmp'); }
-  get landingNew(): string { return join(this.root, 'landing', 'new'); }
   get commits(): string { return join(this.state, 'commits'); }
   get commitsTmp(): string { return join(this.state, 'commits', 'tmp'); }
   get commitsNew(): string { return join(this.state, 'commits', 'new'); }
@@ -41,7 +39,7 @@ export class SpoolLayout {
   /** The directories `ferry init` creates (queue directories come and go with use). */
   get fixedDirs(): string[] {
     return [
-      this.root, this.outbox, this.inbox, this.drop, this.state, this.landing, this.landingTmp, this.landingNew,
+      this.root, this.outbox, this.inbox, this.drop, this.state, this.landing,
       this.commits, this.commitsTmp, this.commitsNew, this.channels, this.receive, this.quarantine, this.deadOut,
     ];
   }
@@ -54,6 +52,8 @@ export class SpoolLayout {
   inboxDir(queue: string, sub: InboxSubdir): string { return join(this.inboxQueue(queue), sub); }
   dropQueue(queue: string): string { return join(this.drop, validateQueueName(queue)); }
   channel(peer: string): string { return join(this.channels, peer); }
+  /** The landing directory of `peer` (checked to be a host name). */
+  landingOf(peer: string): string { return join(this.landing, validateHostName(peer, 'peer name')); }
 }
 
 /** The subdirectories of one inbox queue. */

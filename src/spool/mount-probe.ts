@@ -16,9 +16,12 @@ export const PROBE_PREFIX = '.ferry-mount-probe.';
 /** What a probe found: `ok`, or `unknown` when it could not be tried (no write access, read-only). */
 export type ProbeResult = { state: 'ok' } | { state: 'unknown'; reason: string };
 
-/** The areas a probe links into: the landing area (a bind-mount candidate), the queues and drop/. */
+/**
+ * The areas a probe links into: the queues and drop/. Not the landing directories: nothing is ever renamed or
+ * linked between them and the spool's state (peers own them), so they may even be mounts of their own.
+ */
 export function probeTargets(layout: SpoolLayout): string[] {
-  return [layout.landingNew, layout.landingTmp, layout.outbox, layout.inbox, layout.drop];
+  return [layout.outbox, layout.inbox, layout.drop];
 }
 
 /**
@@ -44,7 +47,7 @@ export async function probeOneMount(layout: SpoolLayout): Promise<ProbeResult> {
         linked.push(target);
       } catch (err) {
         if (errno(err) === 'EXDEV') {
-          throw new FerryError('ESPOOL_XDEV', `${dir} is on another mount than ${layout.state} (link fails with EXDEV, so renames between them would too); a bind mount must expose the spool's directory elsewhere (mount --bind ${layout.landing} /srv/ferry-chroot/landing), never mount another directory onto it`, { path: dir, syscall: 'link', cause: err });
+          throw new FerryError('ESPOOL_XDEV', `${dir} is on another mount than ${layout.state} (link fails with EXDEV, so renames between them would too); the spool's outbox, inbox, drop and state directories must share one mount`, { path: dir, syscall: 'link', cause: err });
         }
         return { state: 'unknown', reason: `cannot link into ${dir} (${errno(err) ?? String(err)})` };
       }

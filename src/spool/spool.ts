@@ -155,8 +155,8 @@ export class Spool implements SpoolContext {
     // Read before listing the tmp/ files: a journal written later names files too young to sweep.
     const journaled = await journalTmpNames(layout.receive);
     const none = new Set<string>();
-    // landing/tmp holds peers' partial uploads: kept for a resume, swept once as old as any tmp debris.
-    const tmpDirs: { dir: string; keep: ReadonlySet<string> }[] = [{ dir: layout.commitsTmp, keep: committing }, { dir: layout.landingTmp, keep: none }];
+    // Peers' partial uploads (in their landing directories) are the receiver's to sweep, through pinned descriptors.
+    const tmpDirs: { dir: string; keep: ReadonlySet<string> }[] = [{ dir: layout.commitsTmp, keep: committing }];
     for (const q of await this.outbox.queues()) {
       if (await isRealDirIfPresent(layout.outboxQueue(q))) tmpDirs.push({ dir: layout.outboxTmp(q), keep: none });
     }

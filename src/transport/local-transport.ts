@@ -1,99 +1,175 @@
-// Publishes bundle files into a landing area on this host's filesystem: the same steps and guarantees as SFTP, no network.
+// Publishes bundle files into a landing directory on this host's filesystem: the same steps and guarantees as SFTP, no network.
 import { constants as fsConstants } from 'node:fs';
-import { link, open, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { PART_SUFFIX, RECEIPT_NAME } from '../envelope/bundle-name.js';
 import { errno, FerryError } from '../errors.js';
 import { assertBundleName } from './bundle-name.js';
 import { KeyedLock } from './keyed-lock.js';
-import { openLocalSource, readExactly } from './local-source.js';
-import type { ProgressFn, PublishResult, Transport } from './transport.js';
+import { openLocalSource, readExactly, type LocalSource } from './local-source.js';
+import { sameBytes } from './same-bytes.js';
+import type { LandingEntry, ProgressFn, PublishResult, Transport } from './transport.js';
 
 /** Options of {@link LocalTransport}. */
 export interface LocalTransportOptions {
   /** Name used in messages and errors (the host itself, for a self-route). */
   peer: string;
-  /** The receiving spool root: files land in `<root>/landing/tmp`, then `<root>/landing/new`. */
-  root: string;
+  /** The landing directory: `<receiving spool>/landing/<this host>`. */
+  dir: string;
   /** Copy buffer size. Default 1 MiB. */
   chunkBytes?: number;
 }
 
 /**
  * {@link Transport} into a local directory, for queues routed to this host and for fast tests. Copies to
- * `landing/tmp/<name>` (mode 0600), fsyncs it, `link()`s it to `landing/new/<name>` — EEXIST means an earlier
- * attempt published it: `'already'` — unlinks the tmp name and fsyncs `landing/new`.
+ * `<name>.part` (mode 0640), fsyncs it, `link()`s it to `<name>` (EEXIST: compared, see {@link Transport.publish}),
+ * unlinks the part and fsyncs the directory.
  */
 export class LocalTransport implements Transport {
   readonly peer: string;
-  private readonly root: string;
+  private readonly dir: string;
   private readonly chunkBytes: number;
   private readonly locks = new KeyedLock();
   private closed = false;
 
   constructor(options: LocalTransportOptions) {
     this.peer = options.peer;
-    this.root = path.resolve(options.root);
+    this.dir = path.resolve(options.dir);
     this.chunkBytes = options.chunkBytes ?? 1024 * 1024;
   }
 
-  /** See {@link Transport.publish}. */
-  async publish(localPath: string, name: string, onProgress?: ProgressFn): Promise<PublishResult> {
-    assertBundleName(name, this.peer);
-    if (this.closed) throw new FerryError('ETRANSPORT', `peer ${this.peer}: transport closed`, { peer: this.peer });
-    return this.locks.run(name, () => this.publishOnce(localPath, name, onProgress));
+  /** See {@link Transport.upload}. */
+  async upload(localPath: string, name: string, onProgress?: ProgressFn): Promise<void> {
+    this.check(name);
+    await this.locks.run(name, async () => {
+      const part = path.join(this.dir, name + PART_SUFFIX);
+      const src = await openLocalSource(localPath, this.peer);
+      try {
+        // A leftover (even a planted symlink) is removed, then the part is created exclusively: O_EXCL never
+        // follows a symlink, so nothing outside the landing directory can be written through it.
+        await this.fsCall('unlink', part, () => unlink(part).catch((err: unknown) => (errno(err) === 'ENOENT' ? undefined : Promise.reject(err))));
+        const out = await this.fsCall('open', part, () => open(part, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o640));
+        try {
+          await this.copy(src, out, onProgress);
+          // fsync before the link: nothing may appear under the bundle's name that a crash could still lose or truncate.
+          await this.fsCall('fsync', part, () => out.sync());
+        } finally {
+          await out.close();
+        }
+      } finally {
+        await src.handle.close();
+      }
+    });
   }
 
-  /** Nothing to close; later publishes reject. Idempotent. */
+  /** See {@link Transport.publish}. */
+  async publish(localPath: string, name: string): Promise<PublishResult> {
+    this.check(name);
+    return this.locks.run(name, async () => {
+      const part = path.join(this.dir, name + PART_SUFFIX);
+      const dst = path.join(this.dir, name);
+      let result: PublishResult = 'published';
+      try {
+        await link(part, dst);
+      } catch (err) {
+        if (errno(err) !== 'EEXIST') throw this.fsError('link', dst, err);
+        if (await this.holds(dst, localPath)) {
+          result = 'already';
+        } else {
+          await this.fsCall('unlink', dst, () => unlink(dst));
+          await this.fsCall('link', dst, () => link(part, dst));
+          result = 'replaced';
+        }
+      }
+      await this.fsCall('unlink', part, () => unlink(part).catch((err: unknown) => (errno(err) === 'ENOENT' ? undefined : Promise.reject(err))));
+      // The link is durable only once its directory is (also on 'already', which may follow a crash before that fsync).
+      await this.fsyncDir();
+      return result;
+    });
+  }
+
+  /** See {@link Transport.list}. */
+  async list(): Promise<LandingEntry[]> {
+    const out: LandingEntry[] = [];
+    for (const name of await this.fsCall('readdir', this.dir, () => readdir(this.dir))) {
+      try {
+        const st = await lstat(path.join(this.dir, name));
+        if (st.isFile()) out.push({ name, size: st.size });
+      } catch (err) {
+        if (errno(err) !== 'ENOENT') throw this.fsError('lstat', name, err);
+      }
+    }
+    return out;
+  }
+
+  /** See {@link Transport.readReceipt}. */
+  async readReceipt(maxBytes: number): Promise<Uint8Array | undefined> {
+    const file = path.join(this.dir, RECEIPT_NAME);
+    let fh: FileHandle;
+    try {
+      fh = await open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return undefined;
+      throw this.fsError('open', file, err);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile() || st.size > maxBytes) throw new FerryError('ERECEIPT', `peer ${this.peer}: ${file} is not a receipt (${st.isFile() ? `${st.size} bytes` : 'not a regular file'})`, { peer: this.peer, path: file });
+      const buf = Buffer.alloc(st.size);
+      let at = 0;
+      while (at < st.size) {
+        const { bytesRead } = await fh.read(buf, at, st.size - at, at);
+        if (bytesRead === 0) break;
+        at += bytesRead;
+      }
+      return buf.subarray(0, at);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** See {@link Transport.remove}. */
+  async remove(name: string): Promise<void> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,205}$/.test(name)) throw new FerryError('EUSAGE', `refusing to remove ${JSON.stringify(name)} from the landing directory of ${this.peer}`, { peer: this.peer });
+    const file = path.join(this.dir, name);
+    await this.fsCall('unlink', file, () => unlink(file).catch((err: unknown) => (errno(err) === 'ENOENT' ? undefined : Promise.reject(err))));
+  }
+
+  /** Nothing to close; later calls reject. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
   }
 
-  private async publishOnce(localPath: string, name: string, onProgress?: ProgressFn): Promise<PublishResult> {
-    const tmpDir = path.join(this.root, 'landing', 'tmp');
-    const newDir = path.join(this.root, 'landing', 'new');
-    const tmp = path.join(tmpDir, name);
-    const dst = path.join(newDir, name);
+  private check(name: string): void {
+    assertBundleName(name, this.peer);
+    if (this.closed) throw new FerryError('ETRANSPORT', `peer ${this.peer}: transport closed`, { peer: this.peer });
+  }
+
+  /** True when `file` holds the same bytes as `localPath` (size, then the whole content compared in chunks). */
+  private async holds(file: string, localPath: string): Promise<boolean> {
     const src = await openLocalSource(localPath, this.peer);
     try {
-      // A leftover (even a planted symlink) is removed, then the tmp file is created exclusively: O_EXCL never
-      // follows a symlink, so nothing outside the landing area can be written through it.
-      await this.fsCall('unlink', tmp, () => unlink(tmp).catch((err: unknown) => (errno(err) === 'ENOENT' ? undefined : Promise.reject(err))));
-      const out = await this.fsCall('open', tmp, () =>
-        open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600),
-      );
+      const fh = await open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
       try {
-        await this.fsCall('chmod', tmp, () => out.chmod(0o600));
-        await this.copy(src, out, onProgress);
-        // fsync before the link: nothing may appear in landing/new that a crash could still lose or truncate.
-        await this.fsCall('fsync', tmp, () => out.sync());
+        const st = await fh.stat();
+        if (!st.isFile() || st.size !== src.size) return false;
+        return await sameBytes(src, st.size, (buf, pos) => fh.read(buf, 0, buf.length, pos).then((r) => r.bytesRead), this.peer);
       } finally {
-        await out.close();
+        await fh.close();
       }
-      let result: PublishResult = 'published';
-      try {
-        await link(tmp, dst);
-      } catch (err) {
-        if (errno(err) !== 'EEXIST') throw this.fsError('link', dst, err);
-        result = 'already';
-      }
-      await this.fsCall('unlink', tmp, () => unlink(tmp));
-      // The link is durable only once its directory is: fsync landing/new (also on 'already', which may follow a crash
-      // between an earlier link and its directory fsync).
-      await this.fsyncDir(newDir);
-      return result;
     } finally {
       await src.handle.close();
     }
   }
 
-  private async copy(src: Awaited<ReturnType<typeof openLocalSource>>, out: FileHandle, onProgress?: ProgressFn): Promise<void> {
+  private async copy(src: LocalSource, out: FileHandle, onProgress?: ProgressFn): Promise<void> {
     const buf = Buffer.allocUnsafe(Math.min(this.chunkBytes, Math.max(1, src.size)));
     let pos = 0;
     const progress: ProgressFn = (sent, total) => {
       try {
         onProgress?.(sent, total);
       } catch {
-        // a throwing callback is the caller's bug; it must not break the publish midway
+        // a throwing callback is the caller's bug; it must not break the upload midway
       }
     };
     progress(0, src.size);
@@ -111,10 +187,10 @@ export class LocalTransport implements Transport {
     }
   }
 
-  private async fsyncDir(dir: string): Promise<void> {
-    const d = await this.fsCall('open', dir, () => open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY));
+  private async fsyncDir(): Promise<void> {
+    const d = await this.fsCall('open', this.dir, () => open(this.dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY));
     try {
-      await this.fsCall('fsync', dir, () => d.sync());
+      await this.fsCall('fsync', this.dir, () => d.sync());
     } finally {
       await d.close();
     }
@@ -128,12 +204,12 @@ export class LocalTransport implements Transport {
     }
   }
 
-  /** ENOSPC/EDQUOT → EREMOTE_FULL (recoverable: the receiver drains its landing area); everything else ETRANSPORT. */
+  /** ENOSPC/EDQUOT → EREMOTE_FULL (recoverable: the receiver drains its landing directory); everything else ETRANSPORT. */
   private fsError(syscall: string, file: string, err: unknown): FerryError {
     if (err instanceof FerryError) return err;
     const code = errno(err);
     const full = code === 'ENOSPC' || code === 'EDQUOT';
-    const hint = code === 'ENOENT' ? ' (is the landing area initialised?)' : '';
+    const hint = code === 'ENOENT' ? ' (does the landing directory exist? the receiving daemon makes it at start)' : '';
     return new FerryError(
       full ? 'EREMOTE_FULL' : 'ETRANSPORT',
       `peer ${this.peer}: ${syscall} ${file} failed: ${full ? 'the landing filesystem is full' : (err as Error).message}${hint}`,

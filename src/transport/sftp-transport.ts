@@ -1,4 +1,4 @@
-// Publishes bundle files into a peer's landing area over SSH/SFTP: windowed upload to tmp/, fsync, hardlink into new/, fsync new/.
+// Ships bundle files into the landing directory a peer gave this host, over SSH/SFTP: windowed upload to <name>.part, fsync, hardlink to <name>, fsync the directory.
 import { crashPoint } from '../spool/crash-point.js';
 import { posix } from 'node:path';
 import type { Stats } from 'ssh2';
@@ -9,9 +9,10 @@ import { openLocalSource, readExactly, type LocalSource } from './local-source.j
 import { silentLogger, type TransportLogger } from './logger.js';
 import { isNoSuchFile, remoteError, SFTP_STATUS, sftpStatus } from './remote-errors.js';
 import { openSession, SftpSession } from './sftp-session.js';
-import type { ProgressFn, PublishResult, Transport } from './transport.js';
+import { parseBundleName, PART_SUFFIX, RECEIPT_NAME } from '../envelope/bundle-name.js';
+import type { LandingEntry, ProgressFn, PublishResult, Transport } from './transport.js';
 
-/** When a leftover `landing/tmp/<name>` may be continued instead of rewritten from byte 0. */
+/** When a leftover `<name>.part` may be continued instead of rewritten from byte 0. */
 export type ResumePolicy =
   /** Only when this transport's previous attempt at the same name ended with the connection dropping (default). */
   | 'after-cut'
@@ -34,7 +35,7 @@ export interface SftpTransportOptions {
   identity: string;
   /** Path to the known_hosts file pinning the peer's host key. A missing file pins nothing (every host is refused). */
   knownHosts: string;
-  /** The peer's spool root as seen through the SFTP account (`/` or e.g. `/spool` under a chroot). */
+  /** The landing directory the peer gave this host, as its SFTP login sees it (`/landing` under the chroot of the README). */
   remoteRoot: string;
   /** Give up connecting (TCP + SSH handshake + auth) after this long. Default 15 000 ms. */
   connectTimeoutMs?: number;
@@ -51,7 +52,7 @@ export interface SftpTransportOptions {
   /** When a leftover partial upload may be resumed; see {@link ResumePolicy}. Default `'after-cut'`. */
   resume?: ResumePolicy;
   /**
-   * Start an upload only when the peer keeps enough free space to deliver what its landing area holds, this file
+   * Start an upload only when the peer keeps enough free space to deliver what its landing directory holds, this file
    * included (see {@link SftpTransport.ensureRoom}); refused uploads reject with EREMOTE_FULL. The daemon turns this on.
    * Default false.
    */
@@ -80,7 +81,7 @@ export interface SftpProbe {
   hostKeyType: string;
   /** SFTP extensions the server announced. */
   extensions: string[];
-  /** True when a file can be created in `landing/tmp` and `landing/new` is a directory. */
+  /** True when a file can be created, fsynced and removed in the landing directory. */
   landingWritable: boolean;
   /** Bytes available to the account on the landing filesystem (statvfs), when the server tells. */
   landingFreeBytes: number | undefined;
@@ -99,11 +100,11 @@ type AttemptEnd = 'cut' | 'failed';
 
 /**
  * Free space a peer needs to deliver a landed file of `size` bytes into its inbox: the payloads, a block or two per
- * message for partly filled blocks and metadata files (the count is the second field of a bundle name,
- * `<firstSeq>-<count>-…`; 1 when the name says nothing), and a little for journals.
+ * message for partly filled blocks and metadata files (the count its name says; 1 when it says nothing), and a
+ * little for journals.
  */
 function deliveryRoom(name: string, size: number): number {
-  const count = Number(/^\d+-(\d+)-/.exec(name)?.[1] ?? 1);
+  const count = parseBundleName(name.endsWith(PART_SUFFIX) ? name.slice(0, -PART_SUFFIX.length) : name)?.count ?? 1;
   return size + count * 8 * KiB + 64 * KiB;
 }
 
@@ -112,10 +113,10 @@ function deliveryRoom(name: string, size: number): number {
  * reopened on the next call after it drops (the daemon owns backoff). The host key is pinned from known_hosts;
  * the SFTP server must offer fsync, posix-rename and hardlink extensions.
  *
- * Publishing `name`: upload to `<remoteRoot>/landing/tmp/<name>` (mode 0600) with many write requests in flight,
- * `fsync@openssh.com` it, check its size, `hardlink@openssh.com` it to `landing/new/<name>` — which fails if that
- * exists, so a retried publish can never overwrite or duplicate — remove the tmp name, and fsync `landing/new` so
- * the new directory entry survives a crash of the peer. Only then does publish resolve.
+ * Uploading `name`: write `<remoteRoot>/<name>.part` (mode 0640, so the receiving daemon's group reads it) with many
+ * write requests in flight, `fsync@openssh.com` it, check its size. Publishing it: `hardlink@openssh.com` it to
+ * `<remoteRoot>/<name>` — which fails if that exists, so a publish never overwrites a file the receiver may be
+ * reading — remove the part, and fsync the directory so the new entry survives a crash of the peer.
  */
 export class SftpTransport implements Transport {
   readonly peer: string;
@@ -161,7 +162,7 @@ export class SftpTransport implements Transport {
     if (!posix.isAbsolute(this.opts.remoteRoot)) {
       throw new FerryError('ECONFIG', `expected \`peers.${this.peer}.remote_root\` to be an absolute path, got \`${this.opts.remoteRoot}\``, { peer: this.peer });
     }
-    this.landing = posix.join(this.opts.remoteRoot, 'landing');
+    this.landing = posix.normalize(this.opts.remoteRoot);
   }
 
   /** True while an SSH+SFTP session to the peer is up. */
@@ -174,23 +175,128 @@ export class SftpTransport implements Transport {
     return { ...this.counters };
   }
 
-  /** See {@link Transport.publish}. Concurrent publishes of different names share the connection; the same name is serialised. */
-  async publish(localPath: string, name: string, onProgress?: ProgressFn): Promise<PublishResult> {
+  /** See {@link Transport.upload}. Concurrent uploads of different names share the connection; the same name is serialised. */
+  async upload(localPath: string, name: string, onProgress?: ProgressFn): Promise<void> {
     assertBundleName(name, this.peer);
-    return this.locks.run(name, () => this.publishOnce(localPath, name, onProgress));
+    await this.locks.run(name, () => this.uploadOnce(localPath, name, onProgress));
   }
 
-  /** Connect (if needed) and report the host key, extensions and whether the landing area is writable. */
+  /** See {@link Transport.publish}. */
+  async publish(localPath: string, name: string): Promise<PublishResult> {
+    assertBundleName(name, this.peer);
+    return this.locks.run(name, async () => {
+      const s = await this.session();
+      const part = this.path(name + PART_SUFFIX);
+      const dst = this.path(name);
+      let result: PublishResult = 'published';
+      try {
+        await s.call<void>('hardlink the upload to its name', dst, (cb) => s.sftp.ext_openssh_hardlink(part, dst, cb));
+      } catch (err) {
+        if (!s.open) throw remoteError(err, { peer: this.peer, action: `publish ${name}`, path: dst });
+        const exists = await this.statOrUndefined(s, dst);
+        if (exists === undefined) throw await this.classify(s, err, `publish ${name}`, dst, 0);
+        if (await this.remoteHolds(s, dst, exists, localPath)) {
+          result = 'already';
+        } else {
+          // Not ours (an earlier version of ourselves, or something planted through our own login): never "delivered".
+          this.opts.logger.warn({ peer: this.peer, name, remoteSize: exists.size }, 'the landing directory held other bytes under this bundle\'s name; replacing them');
+          await this.unlinkQuiet(s, dst);
+          try {
+            await s.call<void>('hardlink the upload to its name', dst, (cb) => s.sftp.ext_openssh_hardlink(part, dst, cb));
+          } catch (again) {
+            throw await this.classify(s, again, `publish ${name}`, dst, 0);
+          }
+          result = 'replaced';
+        }
+      }
+      // Both requests go out together; the directory fsync is what makes the publish durable.
+      await Promise.all([this.unlinkQuiet(s, part), this.fsyncLanding(s)]);
+      this.counters.publishes++;
+      return result;
+    });
+  }
+
+  /** See {@link Transport.list}. */
+  async list(): Promise<LandingEntry[]> {
+    const s = await this.session();
+    try {
+      const list = await s.call<Array<{ filename: string; attrs: Stats }>>('list the landing directory', this.landing, (cb) => s.sftp.readdir(this.landing, cb));
+      return list.filter((e) => e.attrs.isFile()).map((e) => ({ name: e.filename, size: e.attrs.size ?? 0 }));
+    } catch (err) {
+      throw remoteError(err, { peer: this.peer, action: 'list the landing directory', path: this.landing });
+    }
+  }
+
+  /** See {@link Transport.readReceipt}. */
+  async readReceipt(maxBytes: number): Promise<Uint8Array | undefined> {
+    const s = await this.session();
+    const file = this.path(RECEIPT_NAME);
+    let handle: Buffer;
+    try {
+      handle = await s.call<Buffer>('open the receipt', file, (cb) => s.sftp.open(file, 'r', cb));
+    } catch (err) {
+      if (isNoSuchFile(err)) return undefined;
+      throw remoteError(err, { peer: this.peer, action: 'open the receipt', path: file });
+    }
+    try {
+      const st = await s.call<Stats>('fstat the receipt', file, (cb) => s.sftp.fstat(handle, cb));
+      const size = st.size ?? 0;
+      if (!st.isFile() || size > maxBytes) throw new FerryError('ERECEIPT', `peer ${this.peer}: ${file} is not a receipt (${st.isFile() ? `${size} bytes` : 'not a regular file'})`, { peer: this.peer, path: file });
+      const buf = Buffer.alloc(size);
+      let at = 0;
+      while (at < size) {
+        const n = await s.call<number>('read the receipt', file, (cb) => s.sftp.read(handle, buf, at, size - at, at, cb));
+        if (!n) break;
+        at += n;
+      }
+      return buf.subarray(0, at);
+    } catch (err) {
+      throw err instanceof FerryError ? err : remoteError(err, { peer: this.peer, action: 'read the receipt', path: file });
+    } finally {
+      if (s.open) await s.call<void>('close the receipt', file, (cb) => s.sftp.close(handle, cb)).catch(() => undefined);
+    }
+  }
+
+  /** See {@link Transport.remove}. */
+  async remove(name: string): Promise<void> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,205}$/.test(name)) throw new FerryError('EUSAGE', `refusing to remove ${JSON.stringify(name)} from the landing directory of ${this.peer}`, { peer: this.peer });
+    const s = await this.session();
+    await this.unlinkQuiet(s, this.path(name));
+  }
+
+  /** A path in the landing directory. */
+  private path(name: string): string {
+    return posix.join(this.landing, name);
+  }
+
+  /** Whether the remote file `dst` (stat `st`) holds the bytes of `localPath`: same size, same first and last 64 KiB. */
+  private async remoteHolds(s: SftpSession, dst: string, st: Stats, localPath: string): Promise<boolean> {
+    const src = await openLocalSource(localPath, this.peer);
+    try {
+      if (!st.isFile() || st.size !== src.size) return false;
+      const handle = await s.call<Buffer>('open the published file', dst, (cb) => s.sftp.open(dst, 'r', cb));
+      try {
+        const head = Math.min(RESUME_CHECK_BYTES, src.size);
+        return (await this.rangeMatches(s, handle, src, 0, head, dst)) && (await this.rangeMatches(s, handle, src, Math.max(head, src.size - RESUME_CHECK_BYTES), src.size, dst));
+      } finally {
+        await s.call<void>('close the published file', dst, (cb) => s.sftp.close(handle, cb)).catch(() => undefined);
+      }
+    } finally {
+      await src.handle.close();
+    }
+  }
+
+  /** Connect (if needed) and report the host key, extensions and whether the landing directory is writable. */
   async probe(): Promise<SftpProbe> {
     const s = await this.session();
-    const probeName = posix.join(this.landing, 'tmp', `.ferry-probe-${process.pid}-${Date.now()}`);
+    const probeName = this.path(`.ferry-probe-${process.pid}-${Date.now()}`);
     let landingWritable = false;
     try {
-      const h = await s.call<Buffer>('probe landing/tmp', probeName, (cb) => s.sftp.open(probeName, 'wx', { mode: 0o600 }, cb));
-      await s.call<void>('close probe file', probeName, (cb) => s.sftp.close(h, cb));
-      await s.call<void>('remove probe file', probeName, (cb) => s.sftp.unlink(probeName, cb));
-      const st = await s.call<Stats>('stat landing/new', this.newDir, (cb) => s.sftp.stat(this.newDir, cb));
-      landingWritable = st.isDirectory();
+      const h = await s.call<Buffer>('probe the landing directory', probeName, (cb) => s.sftp.open(probeName, 'wx', { mode: 0o640 }, cb));
+      await s.call<void>('fsync the probe file', probeName, (cb) => s.sftp.ext_openssh_fsync(h, cb));
+      await s.call<void>('close the probe file', probeName, (cb) => s.sftp.close(h, cb));
+      await s.call<void>('remove the probe file', probeName, (cb) => s.sftp.unlink(probeName, cb));
+      landingWritable = true;
     } catch (err) {
       if (!s.open) throw remoteError(err, { peer: this.peer, action: 'probe' });
     }
@@ -203,6 +309,11 @@ export class SftpTransport implements Transport {
     };
   }
 
+  /** The open SFTP channel, for `ferry doctor`'s confinement probe. Connects if needed. */
+  async sftpChannel(): Promise<SftpSession['sftp']> {
+    return (await this.session()).sftp;
+  }
+
   /** Close the connection; pending publishes reject with ETRANSPORT; later publishes too. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
@@ -210,10 +321,6 @@ export class SftpTransport implements Transport {
     this.current = undefined;
     const c = this.connecting;
     await Promise.all([s?.end(), c?.then((late) => late.end(), () => undefined)]);
-  }
-
-  private get newDir(): string {
-    return posix.join(this.landing, 'new');
   }
 
   /** See {@link Transport.warm}. */
@@ -258,46 +365,33 @@ export class SftpTransport implements Transport {
     }
   }
 
-  private async publishOnce(localPath: string, name: string, onProgress?: ProgressFn): Promise<PublishResult> {
+  private async uploadOnce(localPath: string, name: string, onProgress?: ProgressFn): Promise<void> {
     const src = await openLocalSource(localPath, this.peer);
     let s: SftpSession | undefined;
     try {
       s = await this.session();
-      const result = await this.upload(s, src, name, onProgress);
+      await this.writePart(s, src, name, onProgress);
       this.lastAttempt.delete(name);
-      this.counters.publishes++;
-      return result;
     } catch (err) {
-      // A dropped or timed-out connection leaves a consistent prefix in tmp/ (sftp-server applies requests in order):
+      // A dropped or timed-out connection leaves a consistent prefix (sftp-server applies requests in order):
       // worth resuming. Any other failure (size mismatch, remote error) restarts from byte 0 next time.
       if (s !== undefined) this.remember(name, s.open ? 'failed' : 'cut');
-      throw err instanceof FerryError ? err : remoteError(err, { peer: this.peer, action: `publish ${name}` });
+      throw err instanceof FerryError ? err : remoteError(err, { peer: this.peer, action: `upload ${name}` });
     } finally {
       this.inFlight.delete(name);
       await src.handle.close();
     }
   }
 
-  private async upload(s: SftpSession, src: LocalSource, name: string, onProgress?: ProgressFn): Promise<PublishResult> {
-    const tmp = posix.join(this.landing, 'tmp', name);
-    const dst = posix.join(this.newDir, name);
-    // One round trip for both questions: published already? a partial upload left over?
-    const [dstStat, tmpStat] = await Promise.all([this.statOrUndefined(s, dst), this.statOrUndefined(s, tmp)]);
-    if (dstStat !== undefined) {
-      if (dstStat.size !== src.size) {
-        this.opts.logger.warn({ peer: this.peer, name, remoteSize: dstStat.size, localSize: src.size }, 'landing/new already holds this name with a different size');
-      }
-      await Promise.all([tmpStat === undefined ? undefined : this.unlinkQuiet(s, tmp), this.fsyncNewDir(s)]);
-      this.safeProgress(onProgress)(src.size, src.size);
-      return 'already';
-    }
-
+  private async writePart(s: SftpSession, src: LocalSource, name: string, onProgress?: ProgressFn): Promise<void> {
+    const tmp = this.path(name + PART_SUFFIX);
+    const tmpStat = await this.statOrUndefined(s, tmp);
     if (this.opts.keepDeliveryRoom) await this.ensureRoom(s, name, src.size, tmpStat?.isFile() ? tmpStat.size : 0);
     const { handle, offset } = await this.openTmp(s, src, name, tmp, tmpStat);
     let closed = false;
     try {
-      // Force 0600 even when the tmp file pre-existed with another mode (open's mode only applies on create).
-      const chmod = s.call<void>('chmod landing/tmp', tmp, (cb) => s.sftp.fchmod(handle, 0o600, cb));
+      // Force 0640 even when the part pre-existed with another mode (open's mode only applies on create).
+      const chmod = s.call<void>('chmod the upload', tmp, (cb) => s.sftp.fchmod(handle, 0o640, cb));
       chmod.catch(() => undefined); // awaited below; this only keeps an early write failure from orphaning it
       const report = this.safeProgress(onProgress);
       const progress: ProgressFn = (sent, total) => {
@@ -308,13 +402,13 @@ export class SftpTransport implements Transport {
       progress(offset, src.size);
       await this.writeRange(s, handle, src, offset, tmp, progress);
       await chmod;
-      // fsync before anything can see the file under landing/new: "uploaded" is worth nothing until durable.
+      // fsync before anything can see the file under its name: "uploaded" is worth nothing until durable.
       const [, st] = await Promise.all([
-        s.call<void>('fsync landing/tmp file', tmp, (cb) => s.sftp.ext_openssh_fsync(handle, cb)),
-        s.call<Stats>('fstat landing/tmp file', tmp, (cb) => s.sftp.fstat(handle, cb)),
+        s.call<void>('fsync the upload', tmp, (cb) => s.sftp.ext_openssh_fsync(handle, cb)),
+        s.call<Stats>('fstat the upload', tmp, (cb) => s.sftp.fstat(handle, cb)),
       ]);
       closed = true;
-      await s.call<void>('close landing/tmp file', tmp, (cb) => s.sftp.close(handle, cb));
+      await s.call<void>('close the upload', tmp, (cb) => s.sftp.close(handle, cb));
       if (st.size !== src.size) {
         throw new FerryError('ETRANSPORT', `peer ${this.peer}: ${tmp} holds ${st.size} bytes after upload, expected ${src.size}; will upload again from the start`, {
           peer: this.peer,
@@ -322,40 +416,26 @@ export class SftpTransport implements Transport {
         });
       }
     } catch (err) {
-      if (!closed && s.open) await s.call<void>('close landing/tmp file', tmp, (cb) => s.sftp.close(handle, cb)).catch(() => undefined);
+      if (!closed && s.open) await s.call<void>('close the upload', tmp, (cb) => s.sftp.close(handle, cb)).catch(() => undefined);
       const mapped = await this.classify(s, err, `upload ${name}`, tmp, src.size);
-      // Give the space our partial file holds back to the peer: it needs it to drain its landing area.
+      // Give the space our partial file holds back to the peer: it needs it to drain its landing directory.
       if (mapped.code === 'EREMOTE_FULL' && s.open) await this.unlinkQuiet(s, tmp).catch(() => undefined);
       throw mapped;
     }
-
     crashPoint('ship.after-upload');
-    // Publish without overwriting: hardlink fails when landing/new/<name> exists (an earlier attempt got there).
-    try {
-      await s.call<void>('hardlink into landing/new', dst, (cb) => s.sftp.ext_openssh_hardlink(tmp, dst, cb));
-    } catch (err) {
-      if (!s.open) throw err;
-      const exists = await this.statOrUndefined(s, dst);
-      if (exists === undefined) throw await this.classify(s, err, `publish ${name} into landing/new`, dst, 0);
-      await Promise.all([this.unlinkQuiet(s, tmp), this.fsyncNewDir(s)]);
-      return 'already';
-    }
-    // Both requests go out together; the directory fsync is what makes the publish durable.
-    await Promise.all([this.unlinkQuiet(s, tmp), this.fsyncNewDir(s)]);
     const room = s.cache.get('landingRoom');
     if (typeof room === 'number') s.cache.set('landingRoom', Math.max(room, deliveryRoom(name, src.size)));
-    return 'published';
   }
 
   /**
    * Refuse (EREMOTE_FULL, retried with backoff) to start an upload that would leave the peer unable to drain its
-   * landing area. The peer delivers a bundle by writing its messages into the inbox while the bundle still sits in
-   * landing/new, so it needs free space as large as the bundle (plus a block or two per message); a sender that fills
+   * landing directory. The peer delivers a bundle by writing its messages into the inbox while the bundle still sits
+   * there, so it needs free space as large as the bundle (plus a block or two per message); a sender that fills
    * the peer's disk with bundles (uploads grab whatever a consumer frees) wedges it for good: nothing can be
    * delivered, so nothing is consumed. So upload only when, after this bundle lands, the free space (minus what this
    * transport's other uploads still have to write) still lets the peer deliver the largest bundle waiting in
-   * landing/new, this one and the other uploads included. `partial` is what a leftover tmp file of this name already
-   * holds (resumed or removed, never extra). Skipped when the server has no statvfs extension. landing/new is listed
+   * the landing directory, this one and the other uploads included. `partial` is what a leftover part of this name
+   * already holds (resumed or removed, never extra). Skipped when the server has no statvfs extension. It is listed
    * once per connection, and again only when the figure at hand would refuse the upload.
    */
   private ensureRoom(s: SftpSession, name: string, size: number, partial: number): Promise<void> {
@@ -383,22 +463,22 @@ export class SftpTransport implements Transport {
       if (!fits(listed)) {
         throw new FerryError(
           'EREMOTE_FULL',
-          `peer ${this.peer}: the remote disk or quota is too full to take ${name} (${size} bytes; ${free} bytes free) and still deliver what its landing area holds; waiting for it to drain`,
-          { peer: this.peer, path: posix.join(this.landing, 'tmp', name) },
+          `peer ${this.peer}: the remote disk or quota is too full to take ${name} (${size} bytes; ${free} bytes free) and still deliver what its landing directory holds; waiting for it to drain`,
+          { peer: this.peer, path: this.path(name) },
         );
       }
     }
     this.inFlight.set(name, { size, sent: partial });
   }
 
-  /** The free space the peer needs to deliver the largest bundle in landing/new (0 when it is empty). */
+  /** The free space the peer needs to deliver the largest bundle in the landing directory (0 when it is empty). */
   private async landingRoom(s: SftpSession): Promise<number> {
-    const dir = this.newDir;
+    const dir = this.landing;
     try {
-      const list = await s.call<Array<{ filename: string; attrs: Stats }>>('list landing/new', dir, (cb) => s.sftp.readdir(dir, cb));
+      const list = await s.call<Array<{ filename: string; attrs: Stats }>>('list the landing directory', dir, (cb) => s.sftp.readdir(dir, cb));
       return list.reduce((max, e) => Math.max(max, deliveryRoom(e.filename, e.attrs.size ?? 0)), 0);
     } catch (err) {
-      throw remoteError(err, { peer: this.peer, action: 'list landing/new', path: dir });
+      throw remoteError(err, { peer: this.peer, action: 'list the landing directory', path: dir });
     }
   }
 
@@ -414,7 +494,7 @@ export class SftpTransport implements Transport {
       (policy === 'always' || (policy === 'after-cut' && prior === 'cut'));
     if (resumable) {
       try {
-        const handle = await s.call<Buffer>('open landing/tmp file', tmp, (cb) => s.sftp.open(tmp, 'r+', cb));
+        const handle = await s.call<Buffer>('open the upload', tmp, (cb) => s.sftp.open(tmp, 'r+', cb));
         // sftp-server applies writes in order, so a cut leaves a prefix; still read the tail back and compare, so a
         // peer that crashed (zero-filled or stale tail) or a different file under the same name is never built on.
         if (await this.tailMatches(s, handle, src, tmpStat.size, tmp)) {
@@ -423,7 +503,7 @@ export class SftpTransport implements Transport {
           return { handle, offset: tmpStat.size };
         }
         this.opts.logger.warn({ peer: this.peer, name }, 'partial upload does not match the local file; starting over');
-        await s.call<void>('close landing/tmp file', tmp, (cb) => s.sftp.close(handle, cb));
+        await s.call<void>('close the upload', tmp, (cb) => s.sftp.close(handle, cb));
       } catch (err) {
         throw await this.classify(s, err, `resume ${name}`, tmp, 0);
       }
@@ -433,17 +513,17 @@ export class SftpTransport implements Transport {
       // Both requests go out back to back (sftp-server answers in order), so a leftover costs no extra round trip.
       const [removed, opened] = await Promise.allSettled([
         tmpStat === undefined ? undefined : this.unlinkQuiet(s, tmp),
-        s.call<Buffer>('create landing/tmp file', tmp, (cb) => s.sftp.open(tmp, 'wx', { mode: 0o600 }, cb)),
+        s.call<Buffer>('create the upload', tmp, (cb) => s.sftp.open(tmp, 'wx', { mode: 0o640 }, cb)),
       ]);
       if (removed.status === 'rejected') {
-        if (opened.status === 'fulfilled') await s.call<void>('close landing/tmp file', tmp, (cb) => s.sftp.close(opened.value, cb)).catch(() => undefined);
+        if (opened.status === 'fulfilled') await s.call<void>('close the upload', tmp, (cb) => s.sftp.close(opened.value, cb)).catch(() => undefined);
         throw removed.reason;
       }
       if (opened.status === 'rejected') throw opened.reason;
       return { handle: opened.value, offset: 0 };
     } catch (err) {
       if (isNoSuchFile(err)) {
-        throw new FerryError('ETRANSPORT', `peer ${this.peer}: ${posix.dirname(tmp)} does not exist (is ferry initialised on the peer, and is remote_root right?)`, {
+        throw new FerryError('ETRANSPORT', `peer ${this.peer}: the landing directory ${posix.dirname(tmp)} does not exist for this login (is \`peers.${this.peer}.remote_root\` right? it is the landing directory as the login sees it, e.g. /landing)`, {
           peer: this.peer,
           path: tmp,
           cause: err,
@@ -466,12 +546,17 @@ export class SftpTransport implements Transport {
 
   /** Compare the last bytes of the remote prefix `[0, size)` with the local file. */
   private async tailMatches(s: SftpSession, handle: Buffer, src: LocalSource, size: number, tmp: string): Promise<boolean> {
-    const len = Math.min(RESUME_CHECK_BYTES, size);
-    const start = size - len;
+    return this.rangeMatches(s, handle, src, Math.max(0, size - RESUME_CHECK_BYTES), size, tmp);
+  }
+
+  /** Compare bytes `[start, end)` of the remote file with the local file. */
+  private async rangeMatches(s: SftpSession, handle: Buffer, src: LocalSource, start: number, end: number, path: string): Promise<boolean> {
+    const len = end - start;
+    if (len <= 0) return true;
     const remote = Buffer.alloc(len);
     let got = 0;
     while (got < len) {
-      const n = await s.call<number>('read back landing/tmp file', tmp, (cb) => s.sftp.read(handle, remote, got, len - got, start + got, cb));
+      const n = await s.call<number>('read back', path, (cb) => s.sftp.read(handle, remote, got, len - got, start + got, cb));
       if (!n) return false;
       got += n;
     }
@@ -514,7 +599,7 @@ export class SftpTransport implements Transport {
           const at = pos + off;
           if (inFlight.size === 0) lastAck = performance.now();
           const p: Promise<void> = s
-            .call<number>('write landing/tmp file', tmp, (cb) => s.sftp.write(handle, buf, off, len, at, cb), 0)
+            .call<number>('write the upload', tmp, (cb) => s.sftp.write(handle, buf, off, len, at, cb), 0)
             .then(
               () => {
                 acked += len;
@@ -556,7 +641,7 @@ export class SftpTransport implements Transport {
 
   private async statvfs(s: SftpSession): Promise<{ f_frsize: number; f_bavail: number; f_favail: number } | undefined> {
     if (s.extensions['statvfs@openssh.com'] === undefined) return undefined;
-    const dir = posix.join(this.landing, 'tmp');
+    const dir = this.landing;
     try {
       const v = await s.call<Record<string, number | bigint>>('statvfs landing', dir, (cb) => s.sftp.ext_openssh_statvfs(dir, cb), Math.min(this.opts.opTimeoutMs, 5000));
       return { f_frsize: Number(v.f_frsize), f_bavail: Number(v.f_bavail), f_favail: Number(v.f_favail) };
@@ -583,32 +668,32 @@ export class SftpTransport implements Transport {
     }
   }
 
-  /** Remove a tmp name; already gone is fine. */
+  /** Remove a name; already gone is fine. */
   private async unlinkQuiet(s: SftpSession, path: string): Promise<void> {
     try {
-      await s.call<void>('remove landing/tmp file', path, (cb) => s.sftp.unlink(path, cb));
+      await s.call<void>('remove', path, (cb) => s.sftp.unlink(path, cb));
     } catch (err) {
       if (!isNoSuchFile(err)) throw remoteError(err, { peer: this.peer, action: 'remove', path });
     }
   }
 
   /**
-   * fsync `landing/new` so the hardlink just made survives a crash of the peer. The directory handle is opened once
-   * per session and reused: fsync on any descriptor of a directory flushes that directory's entries.
+   * fsync the landing directory so the hardlink just made survives a crash of the peer. The directory handle is
+   * opened once per session and reused: fsync on any descriptor of a directory flushes that directory's entries.
    */
-  private async fsyncNewDir(s: SftpSession): Promise<void> {
-    const dir = this.newDir;
-    let h = s.cache.get('newDirHandle') as Promise<Buffer> | undefined;
+  private async fsyncLanding(s: SftpSession): Promise<void> {
+    const dir = this.landing;
+    let h = s.cache.get('landingHandle') as Promise<Buffer> | undefined;
     if (h === undefined) {
-      h = s.call<Buffer>('open landing/new', dir, (cb) => s.sftp.open(dir, 'r', cb));
-      s.cache.set('newDirHandle', h);
-      h.catch(() => s.cache.delete('newDirHandle'));
+      h = s.call<Buffer>('open the landing directory', dir, (cb) => s.sftp.open(dir, 'r', cb));
+      s.cache.set('landingHandle', h);
+      h.catch(() => s.cache.delete('landingHandle'));
     }
     try {
       const handle = await h;
-      await s.call<void>('fsync landing/new', dir, (cb) => s.sftp.ext_openssh_fsync(handle, cb));
+      await s.call<void>('fsync the landing directory', dir, (cb) => s.sftp.ext_openssh_fsync(handle, cb));
     } catch (err) {
-      throw remoteError(err, { peer: this.peer, action: 'fsync landing/new', path: dir });
+      throw remoteError(err, { peer: this.peer, action: 'fsync the landing directory', path: dir });
     }
   }
 }

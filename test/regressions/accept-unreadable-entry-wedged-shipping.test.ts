@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Acceptor } from '../../src/channel/acceptor.js';
-import { parseBundleName } from '../../src/channel/bundle-name.js';
+import { parseBundleName } from '../../src/envelope/bundle-name.js';
 import { sodiumReady, type SealKey } from '../../src/envelope/index.js';
 import { Spool } from '../../src/spool/spool.js';
 

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { formatBundleName } from '../../src/channel/bundle-name.js';
+import { formatBundleName } from '../../src/envelope/bundle-name.js';
 import { sodiumReady } from '../../src/envelope/index.js';
 import { Receiver, quarantineCount } from '../../src/receive/receiver.js';
 import { Spool } from '../../src/spool/spool.js';

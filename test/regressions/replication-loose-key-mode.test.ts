@@ -7,7 +7,7 @@
 import { chmodSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseBundleName } from '../../src/channel/bundle-name.js';
+import { parseBundleName } from '../../src/envelope/bundle-name.js';
 import {
   daemonAlive, daemonLogLines, inboxFiles, landingNames, quarantined, sleep, startDaemons, statusJson, takeAll, until,
   useClusters, usePrivateSshd,

@@ -1,0 +1,128 @@
+// Refused bundles, kept with their reason: copied in from a peer's landing directory, never renamed out of it.
+//
+// A landing directory is the peer's: nothing is ever renamed or linked between it and the spool's state (a rename
+// would follow whatever the peer made of its path, and a link would hand the peer a name for one of our files). So a
+// refused bundle is copied — from the descriptor the receiver already holds, at most `maxCopyBytes` of it — into
+// state/quarantine/<peer>/, its reason written beside it, and only then is the landing entry removed.
+import { closeSync, constants, openSync, readSync, writeSync, fsyncSync, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { clearKeyId } from '../envelope/wire-format.js';
+import { FerryError, errno } from '../errors.js';
+import { ensureDir, fsyncDir, listDir, replaceFileDurable, unlinkIfExists } from '../maildir/fsx.js';
+import { now } from '../clock.js';
+
+const REASON = '.reason.json';
+const COPY_CHUNK = 1024 * 1024;
+
+/** What is written beside a quarantined bundle. */
+export interface QuarantineReason {
+  code: string;
+  reason: string;
+  at: number;
+  /** The peer whose landing directory it came from. */
+  peer: string;
+  /** Its name there. */
+  landing: string;
+  /** The key id its clear prefix names, when readable. */
+  keyId?: string;
+  /** Bytes of the landing file, and whether the copy holds only the first `maxCopyBytes` of them. */
+  size: number;
+  truncated: boolean;
+}
+
+/** One quarantined bundle on disk. */
+export interface QuarantinedBundle {
+  path: string;
+  reason: QuarantineReason;
+}
+
+/** state/quarantine/: one directory per peer. */
+export class Quarantine {
+  constructor(private readonly dir: string, private readonly maxCopyBytes = 64 * 1024 * 1024) {}
+
+  /**
+   * Copies `size` bytes (at most `maxCopyBytes`) of the open file `fd` into quarantine/<peer>/ with `err` as its
+   * reason. The caller removes the landing entry afterwards, so a crash in between only quarantines it twice.
+   */
+  async copyIn(peer: string, landing: string, fd: number, size: number, err: FerryError, keyId?: string): Promise<string> {
+    const dir = join(this.dir, peer);
+    await ensureDir(dir);
+    const qname = `${now()}.${landing}`;
+    const path = join(dir, qname);
+    const copy = Math.min(size, this.maxCopyBytes);
+    const out = openSync(`${path}.tmp`, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+    try {
+      const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(1, copy)));
+      let pos = 0;
+      while (pos < copy) {
+        const n = readSync(fd, buf, 0, Math.min(buf.length, copy - pos), pos);
+        if (n === 0) break; // the peer truncated it meanwhile: keep what there was
+        let w = 0;
+        while (w < n) w += writeSync(out, buf, w, n - w);
+        pos += n;
+      }
+      fsyncSync(out);
+    } finally {
+      closeSync(out);
+    }
+    await fsp.rename(`${path}.tmp`, path);
+    const reason: QuarantineReason = { code: err.code, reason: err.message, at: now(), peer, landing, size, truncated: copy < size, ...(keyId ? { keyId } : {}) };
+    await replaceFileDurable(`${path}${REASON}`, JSON.stringify(reason));
+    return path;
+  }
+
+  /** Every quarantined bundle with its reason (bundles whose reason file is missing get a placeholder one). */
+  async list(): Promise<QuarantinedBundle[]> {
+    const out: QuarantinedBundle[] = [];
+    for (const peer of await listDir(this.dir)) {
+      const dir = join(this.dir, peer);
+      let names: string[];
+      try {
+        names = await listDir(dir);
+      } catch (err) {
+        if (errno(err) === 'ENOTDIR') continue;
+        throw err;
+      }
+      for (const name of names) {
+        if (name.endsWith(REASON) || name.endsWith('.tmp') || name.includes(`${REASON}.tmp-`)) continue;
+        const path = join(dir, name);
+        let reason: QuarantineReason;
+        try {
+          reason = JSON.parse(await fsp.readFile(`${path}${REASON}`, 'utf8')) as QuarantineReason;
+        } catch {
+          reason = { code: 'EENVELOPE_FORMAT', reason: 'no reason file (a crash between the copy and its reason)', at: 0, peer, landing: name, size: 0, truncated: false };
+        }
+        out.push({ path, reason });
+      }
+    }
+    return out;
+  }
+
+  /** Number of quarantined bundles (not counting reason files). */
+  async count(): Promise<number> {
+    return (await this.list()).length;
+  }
+
+  /** Removes a quarantined bundle and its reason (after it was delivered from its copy). */
+  async remove(path: string): Promise<void> {
+    await unlinkIfExists(path);
+    await unlinkIfExists(`${path}${REASON}`);
+    await fsyncDir(join(path, '..'));
+  }
+}
+
+/** The key id in the clear prefix of the bundle open at `fd` (see envelope/wire-format.ts), or undefined if unreadable. */
+export function keyIdOf(fd: number): string | undefined {
+  try {
+    const buf = Buffer.alloc(7 + 64);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return clearKeyId(buf.subarray(0, n));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens a quarantined copy for reading (it is ours: a plain path under the spool). */
+export function openQuarantined(path: string): number {
+  return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+}
