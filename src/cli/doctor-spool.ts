@@ -26,6 +26,9 @@ export interface SpoolFindings {
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
+/** The fix for a spool whose areas span mounts. */
+const XDEV_FIX = "unmount whatever is mounted onto the spool's outbox, inbox, drop or state directories (they must share one mount); a peer's landing directory is bind-mounted out of the spool into its chroot (`ferry peer add PEER --print`), never another directory onto the spool";
+
 /** The spool checks: `spool` (layout, modes, mount) and `spool owner` (who owns it, and every file in it). */
 export async function spoolChecks(root: string, host: string): Promise<SpoolFindings> {
   const checks: Check[] = [];
@@ -42,7 +45,7 @@ export async function spoolChecks(root: string, host: string): Promise<SpoolFind
     const fix = isFerryError(err, 'ENOT_INIT')
       ? `create it as the daemon's user: \`sudo -u ferry ferry init --config …\` (see the README, Setting up a host)`
       : isFerryError(err, 'ESPOOL_XDEV')
-        ? `expose the spool's landing area in the chroot with \`mount --bind ${layout.landing} /srv/ferry-chroot/landing\` (and the matching fstab line), never mount another directory onto the spool`
+        ? XDEV_FIX
         : code === 'EACCES' || code === 'EPERM'
           ? `the spool must belong to the user the daemon runs as: \`chown -R ${me === undefined ? 'ferry' : sudoUser(me)}: ${root}\` if that is you, and run every ferry command as that user`
           : 'the spool must be real directories (no symlinks) on one file system and one mount';
@@ -62,7 +65,7 @@ export async function spoolChecks(root: string, host: string): Promise<SpoolFind
   }
   const probe = await probeOneMount(layout).catch((err: unknown) => err);
   if (probe instanceof Error) {
-    checks.push({ name: 'spool', ok: false, detail: probe.message, fix: `expose the spool's landing area in the chroot with \`mount --bind ${layout.landing} /srv/ferry-chroot/landing\` (and the matching fstab line), never mount another directory onto the spool` });
+    checks.push({ name: 'spool', ok: false, detail: probe.message, fix: XDEV_FIX });
   } else if (loose.length > 0) {
     checks.push({ name: 'spool', ok: false, detail: `group/other access on ${loose.join(', ')}`, fix: 'chmod 700 the directories named; only the root and drop/ may be 0710 and drop/<queue>/ 2770 (group access for legacy scripts, see the README)' });
   } else {

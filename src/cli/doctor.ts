@@ -1,6 +1,6 @@
 // `ferry doctor`: check everything ferry depends on and say, per check, pass or fail and how to fix it.
 import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+
 import { loadConfig, routeFor, type FerryConfig } from '../config/config.js';
 import { askDaemon } from '../daemon/lock.js';
 import type { DaemonStatus } from '../daemon/daemon.js';
@@ -8,6 +8,10 @@ import { isFerryError, type FerryError } from '../errors.js';
 import { KeyRing, loadKeyDir } from '../keys/index.js';
 import { describeUser, sudoUser } from '../spool/owner.js';
 import { SftpTransport } from '../transport/index.js';
+import { inboundChecks } from '../deploy/inbound-check.js';
+import { probeConfinement } from '../deploy/confinement-probe.js';
+import { listDir } from '../maildir/fsx.js';
+import { isHostName } from '../spool/names.js';
 import type { GlobalFlags } from './context.js';
 import { spoolChecks } from './doctor-spool.js';
 import { out, type CliIO } from './io.js';
@@ -42,6 +46,16 @@ export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<C
   const found = await spoolChecks(config.root, config.host);
   checks.push(...found.checks);
   const { spool, ownerUid } = found;
+
+  // Receiving: every sending peer's landing directory, login, chroot and bind mount, as `ferry peer add --print` makes them.
+  if (spool) {
+    for (const peer of (await listDir(spool.layout.landing)).filter((n) => isHostName(n) && n !== config.host).sort()) {
+      checks.push(...(await inboundChecks({
+        peer, spoolRoot: config.root, login: `${config.inbound.loginPrefix}${peer}`, chrootBase: config.inbound.chrootBase,
+        ...(ownerUid === undefined ? {} : { daemonUid: ownerUid }), ...(config.inbound.sshdConfig ? { sshdConfig: config.inbound.sshdConfig } : {}),
+      })));
+    }
+  }
 
   if (spool) {
     try {
@@ -101,7 +115,12 @@ export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<C
     try {
       const probe = await transport.probe();
       const ok = probe.landingWritable;
-      checks.push({ name: `${peer} ssh`, ok, detail: `reachable at ${p.host}:${p.port}, host key ${probe.fingerprint} pinned, sftp extensions ok, landing area ${ok ? 'writable' : 'NOT writable'}${probe.landingFreeBytes === undefined ? '' : `, ${(probe.landingFreeBytes / 2 ** 30).toFixed(1)} GiB free there`}`, ...(ok ? {} : { fix: `${join(p.remoteRoot, 'landing', 'tmp')} and ${join(p.remoteRoot, 'landing', 'new')} must be writable by ${p.user} on ${peer}: log in as the daemon's own user (ferry), whose spool's landing/ is bind-mounted into the chroot (see the README, The receiving side)` }) });
+      checks.push({ name: `${peer} ssh`, ok, detail: `reachable at ${p.host}:${p.port}, host key ${probe.fingerprint} pinned, sftp extensions ok, landing directory ${p.remoteRoot} ${ok ? 'writable' : 'NOT writable'}${probe.landingFreeBytes === undefined ? '' : `, ${(probe.landingFreeBytes / 2 ** 30).toFixed(1)} GiB free there`}`, ...(ok ? {} : { fix: `${p.remoteRoot} must be the landing directory ${peer} gave ${p.user}, as that login sees it (normally /landing): on ${peer}, run \`ferry peer add ${config.host} --print\` and follow it` }) });
+      // The login must reach nothing but its landing directory: a peer that hands us more is a hole in its trust boundary.
+      const confinement = await probeConfinement(await transport.sftpChannel(), p.remoteRoot, 8000);
+      checks.push(confinement.confined
+        ? { name: `${peer} confinement`, ok: true, detail: `${p.user}@${p.host} reaches nothing but ${p.remoteRoot}` }
+        : { name: `${peer} confinement`, ok: false, detail: confinement.findings.join('; '), fix: `give this host a login on ${peer} that is chrooted to its own landing directory: on ${peer}, \`ferry peer add ${config.host} --print\` and follow it, then set peers.${peer}.ssh to that login and remote_root = "/landing"` });
     } catch (err) {
       const code = isFerryError(err) ? err.code : undefined;
       const fix = code === 'EHOSTKEY' || code === 'EHOSTKEY_UNKNOWN'

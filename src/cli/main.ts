@@ -16,6 +16,8 @@ const lazy = {
   doctor: () => import('./doctor.js'),
   flush: () => import('./flush.js'),
   request: () => import('./request.js'),
+  peer: () => import('./peer.js'),
+  receive: () => import('./receive.js'),
 };
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -117,6 +119,28 @@ export function buildProgram(io: CliIO, run: (p: Promise<number>) => void): Comm
     .option('--timeout <seconds>', 'give up after this long (exit 1)')
     .addHelpText('after', '\nExample:\n  ferry send reports big.tar && ferry flush --timeout 600')
     .action((_opts, cmd: Command) => run(lazy.flush().then((m) => m.flushCommand(globals(cmd), io))));
+
+  const peer = program.command('peer').description('sending peers of this (receiving) host');
+  peer.command('add')
+    .description("print the root shell steps that give PEER its own chrooted, SFTP-only login here, and the sender's [peers.*] table")
+    .argument('<peer>', 'the sending host')
+    .option('--print', 'print the steps (required: ferry changes nothing itself)')
+    .option('--login <name>', "the peer's login (default ferry-in-<peer>)")
+    .option('--daemon-user <name>', "the daemon's user (default ferry)")
+    .option('--chroot-base <dir>', 'parent of the per-peer chroots (default /srv/ferry)')
+    .option('--public-key <file>', "the sender's public key (its /etc/ferry/ssh/id_ed25519.pub)")
+    .option('--quota <bytes>', 'a disk quota for the login (K, M, G, T suffixes; needs user quotas on the spool filesystem)')
+    .option('--ssh-port <n>', "this host's sshd port, for the sender's table (default 22)")
+    .option('--receiver-host <name>', "the address the sender connects to (default: this host's name)")
+    .addHelpText('after', '\nExample:\n  ferry peer add alpha --print --public-key alpha-id_ed25519.pub --receiver-host beta.example > add-alpha.sh')
+    .action((name: string, _opts, cmd: Command) => run(lazy.peer().then((m) => m.peerAddCommand(name, globals(cmd), io))));
+
+  const receive = program.command('receive').description('the receiving side: channels from peers');
+  receive.command('resync')
+    .description("clear the alarm that stops PEER's channel (EDEDUPE_ROLLBACK: take PEER's proven mark as delivered)")
+    .argument('<peer>', 'the sending host')
+    .addHelpText('after', "\nRun it only after checking what the inbox holds: messages between this host's old mark and the peer's are taken as delivered.\nExample:\n  ferry receive resync alpha")
+    .action((name: string, _opts, cmd: Command) => run(lazy.receive().then((m) => m.receiveResyncCommand(name, globals(cmd), io))));
   return program;
 }
 

@@ -32,11 +32,19 @@ export interface QueueStatus {
   dead: number;
 }
 
-/** One peer's line of the status. */
+/** One peer's line of the status (this host sending to it). */
 export interface PeerLine {
   peer: string;
-  /** Messages sealed for the peer, not yet durable there. */
+  /** Messages sealed for the peer and not yet proven delivered by its receipt. */
   backlog: number;
+  /** Bundles of those published into the peer's landing directory, waiting for its receipt. */
+  published: number;
+  /** The delivered mark the peer's last receipt proved: epoch and sequence. */
+  delivered: { epoch: number; hwm: number } | null;
+  /** Why the peer does not deliver this host's channel (as its receipt says, or an upload that keeps failing). */
+  blocked: { seq: number; since: string; code: string; reason: string } | null;
+  /** Our records and the receiver's disagree (its state rolled back…). */
+  alarm: string | null;
   /** Age of the oldest of them, seconds (null when none). */
   oldestAge: number | null;
   lastSuccess: string | null;
@@ -48,6 +56,25 @@ export interface PeerLine {
   shipped: number;
 }
 
+/** One peer's landing directory on this host (this host receiving from it). */
+export interface LandingLine {
+  peer: string;
+  /** Bundles waiting in the directory, and uploads in progress. */
+  waiting: number;
+  uploading: number;
+  /** The epoch being delivered and its delivered mark. */
+  epoch: number | null;
+  hwm: number | null;
+  /** Why nothing moves: at which sequence, since when, why (EGAP, EKEY_UNKNOWN, EDISK_FULL, EDEDUPE_ROLLBACK…). */
+  blocked: { seq: number; since: string; code: string; reason: string } | null;
+  delivered: number;
+  gaps: number;
+  refused: number;
+  hostile: number;
+  /** The landing directory itself is refused (a symlink, a wrong owner or mode…). */
+  error: string | null;
+}
+
 /** The whole status document (`--json` prints exactly this). */
 export interface StatusReport {
   host: string;
@@ -57,6 +84,8 @@ export interface StatusReport {
   daemon: { running: boolean; pid: number | null; since: string | null };
   queues: QueueStatus[];
   peers: PeerLine[];
+  /** Each peer's landing directory here. */
+  landing: LandingLine[];
   /** Bundles that failed verification, kept with their reasons in state/quarantine/. */
   quarantine: number;
   /** Messages that could not be shipped (state/dead/). */
@@ -98,6 +127,10 @@ export async function gatherStatus(flags: GlobalFlags): Promise<StatusReport> {
   const peers: PeerLine[] = (daemonStatus?.peers ?? []).map((p) => ({
     peer: p.peer,
     backlog: p.backlogMessages,
+    published: p.publishedBundles ?? 0,
+    delivered: p.delivered ?? null,
+    blocked: blockedLine(p.blocked ?? (p.failures > 0 && p.lastError ? { seq: 0, since: p.lastError.at, code: p.lastError.code ?? 'ETRANSPORT', reason: p.lastError.message } : null)),
+    alarm: p.alarm ?? null,
     oldestAge: p.oldestMs === null ? null : Math.round(p.oldestMs / 1000),
     lastSuccess: iso(p.lastSuccess),
     lastError: p.lastError ? `${iso(p.lastError.at)} ${p.lastError.message}` : null,
@@ -110,12 +143,20 @@ export async function gatherStatus(flags: GlobalFlags): Promise<StatusReport> {
     deadOutbound += (await listDir(join(spool.layout.deadOut, d))).filter((n) => n.endsWith('.reason.json')).length;
   }
   const quarantine = await quarantineCount(spool);
+  const landing: LandingLine[] = (daemonStatus?.landing ?? []).map((l) => ({
+    peer: l.peer, waiting: l.waiting, uploading: l.uploading, epoch: l.current?.epoch ?? null, hwm: l.current?.hwm ?? null,
+    blocked: blockedLine(l.blocked), delivered: l.delivered, gaps: l.gaps, refused: l.refused, hostile: l.hostile, error: l.error,
+  }));
   return {
     host: config.host, root: config.root, time: new Date(now).toISOString(),
     daemon: { running: live !== undefined, pid: live?.pid ?? null, since: iso(live?.started) },
-    queues, peers, quarantine, deadOutbound,
+    queues, peers, landing, quarantine, deadOutbound,
     acceptError: daemonStatus?.lastAcceptError ? `${iso(daemonStatus.lastAcceptError.at)} ${daemonStatus.lastAcceptError.message}` : null,
   };
+}
+
+function blockedLine(b: { seq: number; since: number; code: string; reason: string } | null | undefined): PeerLine['blocked'] {
+  return b ? { seq: b.seq, since: new Date(b.since).toISOString(), code: b.code, reason: b.reason } : null;
 }
 
 function table(io: CliIO, rows: string[][]): void {
@@ -134,12 +175,22 @@ function render(io: CliIO, report: StatusReport, rates?: Map<string, number>): v
   table(io, rows);
   if (report.peers.length > 0) {
     out(io, '');
-    const prow = [['PEER', 'BACKLOG', 'OLDEST', 'RATE', 'SHIPPED', 'LAST SUCCESS', 'LAST ERROR']];
+    const prow = [['PEER', 'BACKLOG', 'PUBLISHED', 'OLDEST', 'RATE', 'DELIVERED', 'LAST RECEIPT', 'BLOCKED / LAST ERROR']];
     for (const p of report.peers) {
       const rate = rates?.get(p.peer);
-      prow.push([p.peer, String(p.backlog), p.oldestAge === null ? '-' : `${p.oldestAge}s`, rate === undefined ? '-' : `${rate.toFixed(1)}/s`, String(p.shipped), p.lastSuccess ?? '-', p.lastError ?? '-']);
+      const why = p.alarm !== null ? `ALARM ${p.alarm}` : p.blocked !== null ? `at seq ${p.blocked.seq} since ${p.blocked.since}: ${p.blocked.code} ${p.blocked.reason}` : p.lastError ?? '-';
+      prow.push([p.peer, String(p.backlog), String(p.published), p.oldestAge === null ? '-' : `${p.oldestAge}s`, rate === undefined ? '-' : `${rate.toFixed(1)}/s`, String(p.shipped), p.lastSuccess ?? '-', why]);
     }
     table(io, prow);
+  }
+  if (report.landing.length > 0) {
+    out(io, '');
+    const lrow = [['FROM', 'WAITING', 'UPLOADING', 'DELIVERED', 'MARK', 'GAPS', 'REFUSED', 'REMOVED', 'BLOCKED']];
+    for (const l of report.landing) {
+      const why = l.error !== null ? `REFUSED DIRECTORY: ${l.error}` : l.blocked !== null ? `at seq ${l.blocked.seq} since ${l.blocked.since}: ${l.blocked.code} ${l.blocked.reason}` : '-';
+      lrow.push([l.peer, String(l.waiting), String(l.uploading), String(l.delivered), l.epoch === null ? '-' : `${l.epoch}:${l.hwm}`, String(l.gaps), String(l.refused), String(l.hostile), why]);
+    }
+    table(io, lrow);
   }
   out(io, '');
   out(io, `quarantined bundles: ${report.quarantine}   undeliverable (dead) outbound: ${report.deadOutbound}`);

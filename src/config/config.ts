@@ -47,8 +47,14 @@ const receiveSchema = z.strictObject({
   max_bundle_inflated_bytes: byteCount.default(DEFAULT_RECEIVE_LIMITS.maxBundleInflatedBytes),
   /** Largest inflate ratio of a compressed payload past its first MiB. */
   max_inflate_ratio: z.number().min(1).default(DEFAULT_RECEIVE_LIMITS.maxInflateRatio),
-  /** Free space delivery never eats into, bytes. */
-  reserve_bytes: byteCount.default(DEFAULT_RECEIVE_LIMITS.reserveBytes),
+  /** Free space delivery never eats into, bytes (default: 64 MiB, or 2 % of the file system when less). */
+  reserve_bytes: byteCount.optional(),
+  /** Where `ferry peer add` put the per-peer chroots (`<chroot_base>/<peer>`), for `ferry doctor`. */
+  chroot_base: z.string().startsWith('/', 'an absolute path').default('/srv/ferry'),
+  /** The prefix of the peers' login names (`<login_prefix><peer>`), for `ferry doctor`. */
+  login_prefix: z.string().regex(/^[a-z_][a-z0-9._-]{0,24}$/, 'the start of a user name, e.g. ferry-in-').default('ferry-in-'),
+  /** The sshd config `ferry doctor` asks `sshd -T` about (default: sshd's own). */
+  sshd_config: z.string().startsWith('/', 'an absolute path').optional(),
 });
 
 const queueSchema = z.strictObject({
@@ -123,6 +129,8 @@ export interface FerryConfig {
   queues: Map<string, QueueConfig>;
   /** The receiver's limits. */
   receive: ReceiveLimits;
+  /** Where the peers' logins and chroots are, for `ferry doctor`. */
+  inbound: { chrootBase: string; loginPrefix: string; sshdConfig: string | undefined };
 }
 
 /** Overrides from the command line. */
@@ -194,6 +202,7 @@ export function validateConfig(raw: unknown, path: string | undefined, overrides
       maxBundleBytes: c.receive.max_bundle_bytes, maxBundleMessages: c.receive.max_bundle_messages, maxMessageBytes: c.receive.max_message_bytes,
       maxBundleInflatedBytes: c.receive.max_bundle_inflated_bytes, maxInflateRatio: c.receive.max_inflate_ratio, reserveBytes: c.receive.reserve_bytes,
     },
+    inbound: { chrootBase: c.receive.chroot_base, loginPrefix: c.receive.login_prefix, sshdConfig: c.receive.sshd_config },
   };
 }
 

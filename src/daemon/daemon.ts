@@ -91,7 +91,7 @@ export class Daemon {
   async start(): Promise<void> {
     await sodiumReady();
     this.spool = await Spool.open(this.config.root, { host: this.config.host, leaseMs: this.config.leaseMs, maxAttempts: this.config.maxAttempts });
-    this.lock = await acquireLock(this.config.root, async (line) => (line.trim() === 'status' ? this.status() : { error: 'unknown request' }));
+    this.lock = await acquireLock(this.config.root, async (line) => this.request(line.trim()));
     try {
       this.selfKey = await loadSelfKey(this.spool.layout.state, this.config.host);
       this.keys = new KeyStore(this.config.keys, {
@@ -149,6 +149,19 @@ export class Daemon {
       await this.stop();
       throw err;
     }
+  }
+
+  /** Answers one control request: `status`, or `resync <peer>` (clears that channel's alarm). */
+  private async request(line: string): Promise<unknown> {
+    if (line === 'status') return this.status();
+    const m = /^resync ([A-Za-z0-9][A-Za-z0-9._-]{0,63})$/.exec(line);
+    if (m) {
+      const cleared = await this.receiver.resync(m[1] as string);
+      this.receiveDirty = true;
+      this.receiveWake?.();
+      return { cleared };
+    }
+    return { error: 'unknown request' };
   }
 
   /** Serves Prometheus metrics on a loopback address. */

@@ -26,7 +26,7 @@ const discard: PayloadSink = { write: async () => undefined, end: async () => un
 export type Outcome =
   | { kind: 'delivered'; journal: Journal }
   | { kind: 'partial'; journal: Journal }
-  | { kind: 'held'; code: string; reason: string; seq: number }
+  | { kind: 'held'; code: string; reason: string; seq: number; header?: BundleHeader }
   | { kind: 'alarm' }
   | { kind: 'refused'; err: FerryError }
   | { kind: 'retransmission' }
@@ -137,7 +137,7 @@ export async function deliverBundle(ctx: DeliveryContext, peer: string, landing:
     }, readerLimits(ctx.limits));
   } catch (err) {
     await delivery.discard();
-    if (err instanceof Stop) return stopped(ctx, peer, err.decision, rec);
+    if (err instanceof Stop) return stopped(ctx, peer, err.decision, rec, header);
     if (localError === undefined && isFerryError(err) && !err.recoverable) {
       if (err.code === 'EKEY_UNKNOWN') return { kind: 'held', code: 'EKEY_UNKNOWN', reason: err.message, seq: (rec.current?.hwm ?? 0) + 1 };
       return { kind: 'refused', err };
@@ -175,8 +175,8 @@ function skipItem(meta: MessageMeta): DeliveryItem {
 }
 
 /** Turns a decision that stopped the read into an outcome; an alarm is recorded at once, so the channel stops. */
-async function stopped(ctx: DeliveryContext, peer: string, d: Stop['decision'], rec: ReturnType<OriginStates['get']>): Promise<Outcome> {
-  if (d.kind === 'hold') return { kind: 'held', code: d.code, reason: d.reason, seq: d.seq };
+async function stopped(ctx: DeliveryContext, peer: string, d: Stop['decision'], rec: ReturnType<OriginStates['get']>, header: BundleHeader | undefined): Promise<Outcome> {
+  if (d.kind === 'hold') return { kind: 'held', code: d.code, reason: d.reason, seq: d.seq, ...(header ? { header } : {}) };
   if (d.kind === 'refuse') return { kind: 'refused', err: d.err };
   await ctx.states.save(peer, { ...rec, alarm: d.alarm });
   return { kind: 'alarm' };

@@ -17,9 +17,10 @@ export interface ReceiveLimits {
   maxInflateRatio: number;
   /**
    * Free space delivery never eats into, bytes: a message that would leave less waits (the channel shows EDISK_FULL)
-   * until consumers free room. Keeps local producers and consumers working whatever a peer sends. Default 64 MiB.
+   * until consumers free room. Keeps local producers and consumers working whatever a peer sends. Default (undefined):
+   * 64 MiB, or 2 % of the file system when that is less (a small disk still takes deliveries).
    */
-  reserveBytes: number;
+  reserveBytes: number | undefined;
 }
 
 /** The defaults of {@link ReceiveLimits}. */
@@ -29,8 +30,11 @@ export const DEFAULT_RECEIVE_LIMITS: Readonly<ReceiveLimits> = Object.freeze({
   maxMessageBytes: 64 * 2 ** 30,
   maxBundleInflatedBytes: 64 * 2 ** 30,
   maxInflateRatio: 1_000,
-  reserveBytes: 64 * 2 ** 20,
+  reserveBytes: undefined,
 });
+
+/** The reserve when none is configured: 64 MiB, or 2 % of the file system when that is less. */
+const AUTO_RESERVE = 64 * 2 ** 20;
 
 /** The envelope reader's limits for these receiver limits. */
 export function readerLimits(l: ReceiveLimits): Partial<Limits> {
@@ -47,9 +51,12 @@ const PER_MESSAGE_OVERHEAD = 8 * 1024;
  */
 export class DiskBudget {
   private left: number;
+  private readonly reserve: number;
 
-  constructor(private readonly path: string, private readonly reserve: number) {
-    this.left = this.measure();
+  constructor(private readonly path: string, reserve: number | undefined) {
+    const s = statfsSync(path);
+    this.reserve = reserve ?? Math.min(AUTO_RESERVE, Math.floor(s.blocks * s.bsize * 0.02));
+    this.left = s.bavail * s.bsize - this.reserve;
   }
 
   private measure(): number {

@@ -178,3 +178,20 @@ export class OriginStates {
     return { bySeq, ids };
   }
 }
+
+/**
+ * The record once an operator cleared its alarm (`ferry receive resync`): for a rollback, the sender's word is taken
+ * — its acked mark becomes the delivered mark of its epoch. Returns undefined when there was no alarm.
+ */
+export function resynced(rec: OriginRecord, at: number): OriginRecord | undefined {
+  const alarm = rec.alarm;
+  if (alarm === null) return undefined;
+  const next = structuredClone(rec);
+  if (alarm.code === 'EDEDUPE_ROLLBACK') {
+    if (next.current && next.current.epoch !== alarm.epoch) next.previous = { epoch: next.current.epoch, channel: next.current.channel, hwm: next.current.hwm };
+    next.current = { epoch: alarm.epoch, channel: alarm.channel, hwm: alarm.acked, gaps: next.current?.gaps ?? 0, since: at };
+  }
+  next.alarm = null;
+  next.gen += 1;
+  return next;
+}

@@ -50,7 +50,20 @@ export class Quarantine {
     const qname = `${now()}.${landing}`;
     const path = join(dir, qname);
     const copy = Math.min(size, this.maxCopyBytes);
-    const out = openSync(`${path}.tmp`, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+    try {
+      await this.copy(fd, `${path}.tmp`, copy);
+      await fsp.rename(`${path}.tmp`, path);
+    } catch (err) {
+      await unlinkIfExists(`${path}.tmp`).catch(() => undefined); // a full disk must not keep half a copy
+      throw err;
+    }
+    const reason: QuarantineReason = { code: err.code, reason: err.message, at: now(), peer, landing, size, truncated: copy < size, ...(keyId ? { keyId } : {}) };
+    await replaceFileDurable(`${path}${REASON}`, JSON.stringify(reason));
+    return path;
+  }
+
+  private async copy(fd: number, to: string, copy: number): Promise<void> {
+    const out = openSync(to, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
     try {
       const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(1, copy)));
       let pos = 0;
@@ -65,10 +78,6 @@ export class Quarantine {
     } finally {
       closeSync(out);
     }
-    await fsp.rename(`${path}.tmp`, path);
-    const reason: QuarantineReason = { code: err.code, reason: err.message, at: now(), peer, landing, size, truncated: copy < size, ...(keyId ? { keyId } : {}) };
-    await replaceFileDurable(`${path}${REASON}`, JSON.stringify(reason));
-    return path;
   }
 
   /** Every quarantined bundle with its reason (bundles whose reason file is missing get a placeholder one). */

@@ -5,10 +5,12 @@
 // Per pass and peer: scan (bounded), deliver the bundles that continue the channel in order (bundle-delivery.ts,
 // channel-decision.ts), refuse what fails (copied into quarantine), write the peer's sealed receipt, and only then
 // remove the delivered files: a sender that finds a file gone always finds a receipt covering it, or uploads again.
-import { closeSync, lstatSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, isFerryError } from '../errors.js';
-import { sealReceipt, type KeyLookup, type Receipt, type ReceiptRefusal, type SealKey, RECEIPT_MAX_REFUSED, RECEIPT_NAME } from '../envelope/index.js';
+import { sealReceipt, type BundleHeader, type KeyLookup, type Receipt, type ReceiptRefusal, type SealKey, RECEIPT_MAX_REFUSED, RECEIPT_NAME } from '../envelope/index.js';
+import { decide } from './channel-decision.js';
+import { parseBundleName } from '../envelope/bundle-name.js';
 import type { Log } from '../channel/acceptor.js';
 import { completePublish } from '../inbox/delivery.js';
 import { ensureDir, listDir } from '../maildir/fsx.js';
@@ -18,7 +20,7 @@ import type { Spool } from '../spool/spool.js';
 import { deliverBundle, isDiskFull, openLanding, type Outcome } from './bundle-delivery.js';
 import { scanLanding, type Candidate } from './landing-scan.js';
 import { DEFAULT_RECEIVE_LIMITS, type ReceiveLimits } from './limits.js';
-import { OriginStates, type OriginAlarm } from './origin-state.js';
+import { OriginStates, resynced, type OriginAlarm } from './origin-state.js';
 import { PinnedDir } from './pinned-dir.js';
 import { Quarantine, keyIdOf } from './quarantine.js';
 import { journalFile, pendingJournals, readJournal, retainedName, type Journal } from './receive-journal.js';
@@ -76,6 +78,11 @@ export interface LandingStatus {
 interface PeerSlot {
   peer: string;
   dir: PinnedDir | undefined;
+  /**
+   * The sealed header of each file held back (waiting for an earlier sequence), keyed by name and checked against
+   * the file's identity: a held file is read once, not once per pass, and its name is never trusted for its place.
+   */
+  held: Map<string, { ino: number; size: number; mtimeMs: number; header: BundleHeader }>;
   refused: ReceiptRefusal[];
   blockedAt: { seq: number; since: number } | undefined;
   tight: Set<string>;
@@ -131,25 +138,16 @@ export class Receiver {
     return [...this.slots.values()].map((s) => ({ ...s.view, alarm: this.states.get(s.peer).alarm, current: pickMark(this.states.get(s.peer).current) }));
   }
 
-  /**
-   * Clears a channel's alarm after an operator looked at it (`ferry receive resync PEER`): for a rollback, the
-   * sender's word is taken — its acked mark becomes the delivered mark. Returns what was cleared.
-   */
+  /** Clears a channel's alarm after an operator looked at it (`ferry receive resync PEER`, see {@link resynced}). Returns what was cleared. */
   async resync(peer: string): Promise<OriginAlarm | null> {
     const rec = this.states.get(peer);
-    const alarm = rec.alarm;
-    if (alarm === null) return null;
-    if (alarm.code === 'EDEDUPE_ROLLBACK') {
-      if (rec.current && rec.current.epoch !== alarm.epoch) rec.previous = pickMark(rec.current);
-      rec.current = { epoch: alarm.epoch, channel: alarm.channel, hwm: alarm.acked, gaps: rec.current?.gaps ?? 0, since: now() };
-    }
-    rec.alarm = null;
-    rec.gen += 1;
-    await this.states.save(peer, rec);
-    this.log.warn({ peer, code: alarm.code, hwm: rec.current?.hwm }, 'channel resynchronised by the operator');
+    const next = resynced(rec, now());
+    if (next === undefined) return null;
+    await this.states.save(peer, next);
+    this.log.warn({ peer, code: rec.alarm?.code, hwm: next.current?.hwm }, 'channel resynchronised by the operator');
     const s = this.slots.get(peer);
     if (s) s.receiptDirty = true;
-    return alarm;
+    return rec.alarm;
   }
 
   /** landing/* entries that name a host (anything else there is not a peer's and is left to doctor). */
@@ -161,7 +159,7 @@ export class Receiver {
     let s = this.slots.get(peer);
     if (s === undefined) {
       s = {
-        peer, dir: undefined, refused: [], blockedAt: undefined, tight: new Set(), receiptDirty: true, loggedError: undefined,
+        peer, dir: undefined, held: new Map(), refused: [], blockedAt: undefined, tight: new Set(), receiptDirty: true, loggedError: undefined,
         view: { peer, waiting: 0, uploading: 0, current: null, blocked: null, alarm: null, delivered: 0, gaps: 0, refused: 0, hostile: 0, lastDelivery: null, error: null },
       };
       this.slots.set(peer, s);
@@ -202,28 +200,38 @@ export class Receiver {
     let delivered = 0;
     let blocked: { seq: number; code: string; reason: string } | undefined;
     let firstError: unknown;
+    const seen = new Set(candidates.map((c) => c.name));
+    for (const name of s.held.keys()) if (!seen.has(name)) s.held.delete(name);
+    const holds: Array<{ seq: number; code: string; reason: string }> = [];
     for (const c of candidates) {
       const rec = this.states.get(s.peer);
-      const hint = hintHeld(rec.current, c);
-      if (rec.alarm === null && hint !== undefined) {
-        blocked ??= { seq: hint, code: 'EGAP', reason: `waiting for sequence ${hint} of epoch ${c.parts.epoch}` };
-        continue;
+      const cached = this.heldHeader(s, dir, c.name);
+      if (cached !== undefined) {
+        const d = decide(rec, cached, s.peer);
+        if (d.kind === 'hold') {
+          holds.push({ seq: d.seq, code: d.code, reason: d.reason });
+          continue;
+        }
       }
       try {
         const r = await this.processOne(s, dir, c.name);
         if (r.kind === 'delivered' || r.kind === 'retransmission') done.push(c.name);
         if (r.kind === 'delivered') delivered += 1;
-        if (r.kind === 'held' || r.kind === 'alarm') {
-          const a = this.states.get(s.peer).alarm;
-          blocked ??= r.kind === 'held' ? { seq: r.seq, code: r.code, reason: r.reason } : { seq: (this.states.get(s.peer).current?.hwm ?? 0) + 1, code: a?.code ?? 'EGAP', reason: a?.reason ?? '' };
+        if (r.kind === 'held') {
+          holds.push({ seq: r.seq, code: r.code, reason: r.reason });
+          this.rememberHeld(s, dir, c.name, r.header);
         }
       } catch (err) {
         // Local trouble (a full disk…): the rest of this channel waits behind it, other peers go on.
         firstError = err;
-        blocked ??= { seq: (this.states.get(s.peer).current?.hwm ?? 0) + 1, code: isFerryError(err) ? err.code : 'EDISK_FULL', reason: err instanceof Error ? err.message : String(err) };
+        holds.unshift({ seq: (this.states.get(s.peer).current?.hwm ?? 0) + 1, code: isFerryError(err) ? err.code : 'EDISK_FULL', reason: err instanceof Error ? err.message : String(err) });
         break;
       }
     }
+    const alarm = this.states.get(s.peer).alarm;
+    // What status shows: an alarm first, then a full disk, then a bundle waiting for its key, then the gap itself.
+    if (alarm !== null && candidates.length > done.length) blocked = { seq: (this.states.get(s.peer).current?.hwm ?? 0) + 1, code: alarm.code, reason: alarm.reason };
+    else blocked = holds.find((h) => h.code !== 'EGAP') ?? holds[0];
     this.updateView(s, candidates.length - done.length, blocked);
     await this.writeReceipt(s, dir);
     // After the receipt: a sender that sees a file gone must find a receipt covering it, or it uploads again.
@@ -231,6 +239,24 @@ export class Receiver {
     for (const name of done) dir.unlink(name);
     if (firstError !== undefined) throw firstError;
     return delivered;
+  }
+
+  /** The cached sealed header of a held file, if the file is still the one it was read from. */
+  private heldHeader(s: PeerSlot, dir: PinnedDir, name: string): BundleHeader | undefined {
+    const h = s.held.get(name);
+    if (h === undefined) return undefined;
+    const st = dir.lstat(name);
+    if (st === undefined || st.ino !== h.ino || st.size !== h.size || st.mtimeMs !== h.mtimeMs) {
+      s.held.delete(name);
+      return undefined;
+    }
+    return h.header;
+  }
+
+  private rememberHeld(s: PeerSlot, dir: PinnedDir, name: string, header: BundleHeader | undefined): void {
+    const st = dir.lstat(name);
+    if (header === undefined || st === undefined) return;
+    s.held.set(name, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, header });
   }
 
   /** Delivers (or refuses, or holds) one landing file, all its rounds. */
@@ -382,36 +408,16 @@ function pickMark(m: { epoch: number; channel: string; hwm: number } | null): { 
 
 /** The refusal a receipt reports for a landing file, from its name (the sender matches it to its own copy). */
 function refusalOf(name: string, err: FerryError): ReceiptRefusal | undefined {
-  const m = /^(\d{16})-(\d{12,16})-(\d{1,9})-([0-9a-f]{16})\.(fb|gap)$/.exec(name);
-  if (!m) return undefined;
-  return { epoch: Number(m[1]), channel: m[4] as string, firstSeq: Number(m[2]), count: Number(m[3]), code: err.code, reason: err.message, at: now() };
+  const p = parseBundleName(name);
+  if (!p) return undefined;
+  return { epoch: p.epoch, channel: p.channel, firstSeq: p.firstSeq, count: p.count, code: err.code, reason: err.message, at: now() };
 }
 
 function compare(a: Candidate, b: Candidate): number {
   return a.parts.epoch - b.parts.epoch || a.parts.firstSeq - b.parts.firstSeq || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }
 
-/**
- * The sequence a candidate waits for, judged from its name alone (no need to open what is plainly ahead), or
- * undefined when it may be next and must be opened. A name that lies only delays its own sender.
- */
-function hintHeld(cur: { epoch: number; hwm: number } | null, c: Candidate): number | undefined {
-  if (cur === null || c.parts.epoch > cur.epoch) return c.parts.firstSeq === 1 ? undefined : 1;
-  if (c.parts.epoch === cur.epoch && c.parts.firstSeq > cur.hwm + 1) return cur.hwm + 1;
-  return undefined;
-}
-
 /** Number of quarantined bundles on disk. */
 export async function quarantineCount(spool: Spool): Promise<number> {
   return new Quarantine(spool.layout.quarantine).count();
-}
-
-/** Whether `path` exists as anything (for the doctor and tests). */
-export function exists(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

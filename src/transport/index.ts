@@ -1,7 +1,7 @@
-// The transport area's public API: how bundle files reach a peer's landing area (SFTP, or the local filesystem).
+// The transport area's public API: how bundle files reach the landing directory a peer gave this host (SFTP, or the local filesystem).
 
 /** The interface every transport implements, and the shapes it uses. */
-export type { ProgressFn, PublishResult, Transport } from './transport.js';
+export type { LandingEntry, ProgressFn, PublishResult, Transport } from './transport.js';
 /** SSH/SFTP transport to one peer: pinned host key, resumable windowed upload, fsync + hardlink publish. */
 export { SftpTransport } from './sftp-transport.js';
 export type { ResumePolicy, SftpProbe, SftpTransportOptions, SftpTransportStats } from './sftp-transport.js';

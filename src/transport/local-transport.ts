@@ -72,7 +72,9 @@ export class LocalTransport implements Transport {
       try {
         await link(part, dst);
       } catch (err) {
-        if (errno(err) !== 'EEXIST') throw this.fsError('link', dst, err);
+        // EEXIST: the name is taken. ENOENT with the name there: an earlier publish moved the part already.
+        const taken = errno(err) === 'EEXIST' || (errno(err) === 'ENOENT' && (await lstat(dst).then(() => true, () => false)));
+        if (!taken) throw this.fsError('link', dst, err);
         if (await this.holds(dst, localPath)) {
           result = 'already';
         } else {

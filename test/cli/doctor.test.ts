@@ -2,26 +2,25 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { runChecks, type Check } from '../../src/cli/doctor.js';
 import { Cluster } from '../../src/devtools/cluster.js';
-import { generateKey, startSshd, type Sshd } from '../helpers/sshd.js';
+import { generateKey } from '../helpers/sshd.js';
 
 describe('ferry doctor', () => {
-  let sshd: Sshd;
   let dir: string;
-
-  beforeAll(async () => {
-    sshd = await startSshd();
-  });
-  afterAll(async () => {
-    await sshd?.stop();
+  const made: Cluster[] = [];
+  afterEach(async () => {
+    for (const c of made.splice(0)) await c.destroy();
   });
 
   async function fresh(): Promise<Cluster> {
     dir = mkdtempSync(join(tmpdir(), 'ferry-doctor-'));
-    return Cluster.create({ hosts: ['alpha', 'beta'], sshd, dir });
+    const c = await Cluster.create({ hosts: ['alpha', 'beta'], dir });
+    made.push(c);
+    return c;
   }
+  const alphaLogin = (c: Cluster) => c.deployment.login('beta', 'alpha');
   const checksOf = (c: Cluster) => runChecks({ config: c.host('alpha').config });
   const failing = (checks: Check[]) => checks.filter((c) => !c.ok && !c.warning).map((c) => c.name);
 
@@ -51,15 +50,15 @@ describe('ferry doctor', () => {
       const id = join(dir, 'loose_id');
       await generateKey(id);
       chmodSync(id, 0o644);
-      writeFileSync(c.host('alpha').config, c.configText('alpha').replace(sshd.identityPath, id));
+      writeFileSync(c.host('alpha').config, c.configText('alpha').replace(alphaLogin(c).identity, id));
     }],
     ['an unknown host key', 'beta ssh', (c) => {
       const other = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBQqyEMjUbKsZYlxbEJ5L5Q2G7uXLGd0C2sY4pY3oVnD';
       const kh = join(dir, 'known_hosts');
-      writeFileSync(kh, `[127.0.0.1]:${sshd.port} ${other}\n`);
-      writeFileSync(c.host('alpha').config, c.configText('alpha').replace(sshd.knownHostsPath, kh));
+      writeFileSync(kh, `[127.0.0.1]:${alphaLogin(c).port} ${other}\n`);
+      writeFileSync(c.host('alpha').config, c.configText('alpha').replace(alphaLogin(c).knownHosts, kh));
     }],
-    ['an unreachable peer', 'beta ssh', (c) => writeFileSync(c.host('alpha').config, c.configText('alpha').replace(`127.0.0.1:${sshd.port}`, '127.0.0.1:1'))],
+    ['an unreachable peer', 'beta ssh', (c) => writeFileSync(c.host('alpha').config, c.configText('alpha').replace(`127.0.0.1:${alphaLogin(c).port}`, '127.0.0.1:1'))],
   ];
 
   it.each(broken)('fails with a fix for %s', async (_what, check, breakIt) => {

@@ -8,10 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Cluster } from '../../src/devtools/cluster.js';
 import {
-  alive, exited, logTails, makeCluster, payload, readInbox, receiveJournals, report, sendAll, settle, sleep, tally, useClusterDir, useSshd,
-} from '../fixtures/daemon-harness.js';
+  alive, exited, logTails, makeCluster, payload, readInbox, receiveJournals, report, sendAll, settle, sleep, tally, useClusterDir, } from '../fixtures/daemon-harness.js';
 
-const ssh = useSshd();
 const tmp = useClusterDir();
 
 interface Case {
@@ -41,7 +39,7 @@ async function runCase(c: Case): Promise<void> {
   const t0 = Date.now();
   const laps: string[] = [];
   const lap = (what: string) => laps.push(`${what}+${((Date.now() - t0) / 1000).toFixed(1)}s`);
-  const cluster: Cluster = tmp.track(await makeCluster(ssh.sshd, tmp.path));
+  const cluster: Cluster = tmp.track(await makeCluster(tmp.path));
   const other = c.victim === 'alpha' ? 'beta' : 'alpha';
   const sent: string[] = [];
   let n = 0;

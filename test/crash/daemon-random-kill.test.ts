@@ -6,10 +6,8 @@
 
 import { describe, expect, it } from 'vitest';
 import {
-  logTails, makeCluster, payload, prng, readInbox, report, sendAll, settle, sleep, tally, useClusterDir, useSshd,
-} from '../fixtures/daemon-harness.js';
+  logTails, makeCluster, payload, prng, readInbox, report, sendAll, settle, sleep, tally, useClusterDir, } from '../fixtures/daemon-harness.js';
 
-const ssh = useSshd();
 const tmp = useClusterDir();
 
 const MESSAGES = 2_000;
@@ -21,7 +19,7 @@ describe('daemons killed at random instants while messages flow', () => {
   it(`delivers all ${MESSAGES} messages exactly once after ${ROUNDS} SIGKILLs of alpha or beta`, async () => {
     const seed = process.env.FERRY_TEST_SEED !== undefined ? Number(process.env.FERRY_TEST_SEED) : Math.floor(Math.random() * 2 ** 31);
     const rand = prng(seed);
-    const cluster = tmp.track(await makeCluster(ssh.sshd, tmp.path));
+    const cluster = tmp.track(await makeCluster(tmp.path));
     const all = Array.from({ length: MESSAGES }, (_, i) => payload('r', i, 40 + (i % 13) * 11));
 
     await sendAll(cluster, 'alpha', all.slice(0, BEFORE), PER_TX);

@@ -8,11 +8,9 @@ import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  QUEUE, logLines, logTails, makeCluster, payload, report, sendAll, settle, sizes, sleep, tally, useClusterDir, useSshd,
-} from '../fixtures/daemon-harness.js';
+  QUEUE, logLines, logTails, makeCluster, payload, report, sendAll, settle, sizes, sleep, tally, useClusterDir, } from '../fixtures/daemon-harness.js';
 import { Cluster } from '../../src/devtools/cluster.js';
 
-const ssh = useSshd();
 const tmp = useClusterDir();
 
 const MiB = 1024 * 1024;
@@ -28,7 +26,7 @@ async function sha256File(path: string): Promise<string> {
 
 describe('SSH connections cut in the middle of a bundle upload', () => {
   it(`delivers ${SMALL} small messages and a 96 MiB payload exactly once across ${CUTS} cuts`, async () => {
-    const cluster = tmp.track(await makeCluster(ssh.sshd, tmp.path));
+    const cluster = tmp.track(await makeCluster(tmp.path));
     const small = Array.from({ length: SMALL }, (_, i) => payload('s', i, 80 + (i % 5) * 20));
     const big = randomBytes(BIG);
     const bigSha = createHash('sha256').update(big).digest('hex');
@@ -54,7 +52,7 @@ describe('SSH connections cut in the middle of a bundle upload', () => {
     try {
       while (cutsAt.length < CUTS) {
         await Cluster.until(`a partial upload in beta's landing/tmp that moved 4 MiB since the last cut (cut ${cutsAt.length + 1})`, () => partial() !== undefined, 60_000, 2);
-        const killed = await ssh.sshd.killConnections();
+        const killed = await cluster.killConnections();
         if (killed === 0) {
           await sleep(5); // between two connections: nothing was cut, try again
           continue;

@@ -4,50 +4,33 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterEach } from 'vitest';
 import { Cluster, FERRY_BIN, type ClusterOptions } from '../../src/devtools/cluster.js';
-import { startSshd, type Sshd } from '../../src/devtools/private-sshd.js';
-import { writeSealedBundle, type BundleHeader, type SealKey, type WriteBundleOptions } from '../../src/envelope/index.js';
+import { formatBundleName, writeSealedBundle, type BundleHeader, type SealKey, type WriteBundleOptions } from '../../src/envelope/index.js';
+import { loginAs } from '../helpers/login.js';
 import { loadKeyDir } from '../../src/keys/index.js';
 import type { Spool } from '../../src/spool/spool.js';
 
 export { Cluster, FERRY_BIN };
 
 /**
- * Registers an afterEach that stops every daemon of the clusters made by the returned function and removes
- * their temp directories, whether the test passed or not.
+ * Clusters on the confined deployment (each peer its own chrooted SFTP login, one private sshd per cluster),
+ * made by the returned function; an afterEach stops every daemon and tears the deployment down (users, mounts,
+ * chroots, sshd, directory), whether the test passed or not.
  */
-/** One private sshd for the whole test file: started before the first test, stopped after the last. */
-export function usePrivateSshd(): () => Sshd {
-  let sshd: Sshd | undefined;
-  beforeAll(async () => {
-    sshd = await startSshd();
-  });
-  afterAll(async () => {
-    await sshd?.stop();
-  });
-  return () => {
-    if (!sshd) throw new Error('the private sshd is not running (use it inside a test)');
-    return sshd;
-  };
-}
-
-export function useClusters(): (sshd: Sshd, opts: Omit<ClusterOptions, 'sshd' | 'dir'>) => Promise<Cluster> {
+export function useClusters(): (opts: Omit<ClusterOptions, 'dir'>) => Promise<Cluster> {
   const made: { cluster?: Cluster; dir: string }[] = [];
   afterEach(async () => {
     const all = made.splice(0);
-    for (const m of all) {
-      await m.cluster?.stopAll('SIGKILL').catch(() => undefined);
-    }
+    for (const m of all) await m.cluster?.destroy().catch(() => undefined);
     for (const m of all) rmSync(m.dir, { recursive: true, force: true });
   });
-  return async (sshd, opts) => {
+  return async (opts) => {
     const entry: { cluster?: Cluster; dir: string } = { dir: mkdtempSync(join(os.tmpdir(), 'ferry-e2e-')) };
     made.push(entry);
-    entry.cluster = await Cluster.create({ logLevel: 'info', ...opts, sshd, dir: entry.dir });
+    entry.cluster = await Cluster.create({ logLevel: 'info', ...opts, dir: entry.dir });
     return entry.cluster;
   };
 }
@@ -102,16 +85,28 @@ export function ferry(cluster: Cluster, host: string, args: string[], timeoutMs 
 export interface StatusPeer {
   peer: string;
   backlog: number;
+  published: number;
+  blocked: { seq: number; code: string; reason: string } | null;
   lastSuccess: string | null;
   lastError: string | null;
   failures: number;
 }
 
-/** `ferry status --json` of a host, parsed. */
-export async function statusJson(cluster: Cluster, host: string): Promise<{ peers: StatusPeer[]; quarantine: number; daemon: { running: boolean } }> {
+/** `ferry status --json` of a host, parsed (the fields tests read). */
+export async function statusJson(cluster: Cluster, host: string): Promise<{ peers: StatusPeer[]; landing: StatusLanding[]; quarantine: number; daemon: { running: boolean } }> {
   const r = await ferry(cluster, host, ['status', '--json']);
   if (r.code !== 0) throw new Error(`ferry status failed (${r.code}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as { peers: StatusPeer[]; quarantine: number; daemon: { running: boolean } };
+  return JSON.parse(r.stdout) as { peers: StatusPeer[]; landing: StatusLanding[]; quarantine: number; daemon: { running: boolean } };
+}
+
+/** A landing directory's line of `ferry status --json`. */
+export interface StatusLanding {
+  peer: string;
+  waiting: number;
+  blocked: { seq: number; code: string; reason: string } | null;
+  refused: number;
+  hostile: number;
+  error: string | null;
 }
 
 /** One message taken from an inbox, with what ferry knows about it. */
@@ -142,40 +137,52 @@ export interface Quarantined {
   code: string;
   reason: string;
   landing: string;
+  /** Whose landing directory it came from. */
+  peer: string;
 }
 
 /**
- * Everything in a host's state/quarantine/ with its reason. The receiver writes the reason first and then moves the
- * bundle in, so an entry counts once both are there.
+ * Everything in a host's state/quarantine/<peer>/ with its reason. The copy goes in first and its reason after it,
+ * so an entry counts once both are there.
  */
 export function quarantined(cluster: Cluster, host: string): Quarantined[] {
-  const dir = join(cluster.host(host).root, 'state', 'quarantine');
-  if (!existsSync(dir)) return [];
+  const base = join(cluster.host(host).root, 'state', 'quarantine');
+  if (!existsSync(base)) return [];
   const out: Quarantined[] = [];
-  for (const n of readdirSync(dir).filter((f) => f.endsWith('.reason.json')).sort()) {
-    const name = n.slice(0, -'.reason.json'.length);
-    if (!existsSync(join(dir, name))) continue;
-    const r = JSON.parse(readFileSync(join(dir, n), 'utf8')) as { code: string; reason: string; landing: string };
-    out.push({ name, code: r.code, reason: r.reason, landing: r.landing });
+  for (const peer of readdirSync(base).sort()) {
+    const dir = join(base, peer);
+    for (const n of readdirSync(dir).filter((f) => f.endsWith('.reason.json')).sort()) {
+      const name = n.slice(0, -'.reason.json'.length);
+      if (!existsSync(join(dir, name))) continue;
+      const r = JSON.parse(readFileSync(join(dir, n), 'utf8')) as { code: string; reason: string; landing: string; peer: string };
+      out.push({ name, code: r.code, reason: r.reason, landing: r.landing, peer: r.peer });
+    }
   }
   return out;
 }
 
-/** Files still waiting in a host's landing/new/. */
-export function landingNames(cluster: Cluster, host: string): string[] {
+/** Bundles (and uploads) still waiting in `from`'s landing directory on `host` (its receipt not counted). */
+export function landingNames(cluster: Cluster, host: string, from: string): string[] {
   try {
-    return readdirSync(join(cluster.host(host).root, 'landing', 'new'));
+    return readdirSync(join(cluster.host(host).root, 'landing', from)).filter((n) => n !== 'ferry.receipt');
   } catch {
     return [];
   }
 }
 
-/** Puts `bytes` into a host's landing/new/ as `name` the way a peer publishes: written aside, then renamed in whole. */
-export async function plant(cluster: Cluster, host: string, name: string, bytes: Uint8Array): Promise<void> {
-  const landing = join(cluster.host(host).root, 'landing');
-  const tmp = join(landing, 'tmp', `.planted-${process.pid}-${name}`);
-  await writeFile(tmp, bytes, { mode: 0o600 });
-  await rename(tmp, join(landing, 'new', name));
+/**
+ * Uploads `bytes` as `name` into `from`'s landing directory on `host` through `from`'s own login on `host` (the
+ * chrooted SFTP account), written as `<name>.part` and renamed in whole, as a sender does.
+ */
+export async function plant(cluster: Cluster, host: string, name: string, bytes: Uint8Array, from = 'alpha'): Promise<void> {
+  const s = await loginAs(cluster, host, from);
+  try {
+    // As a sender does: under `<name>.part` (a dot-name would be swept as junk before the rename), then renamed whole.
+    await s.put(`/landing/${name}.part`, bytes);
+    await s.rename(`/landing/${name}.part`, `/landing/${name}`);
+  } finally {
+    s.end();
+  }
 }
 
 /** The pair key binding `a` and `b`, read from `host`'s key directory the way the daemon reads it. */
@@ -229,9 +236,9 @@ export function inboxFiles(cluster: Cluster, host: string, queue: string): strin
   return out;
 }
 
-/** A bundle file name as a peer names it. */
-export function bundleName(firstSeq: number, count: number, epoch: string, origin: string): string {
-  return `${String(firstSeq).padStart(12, '0')}-${count}-${epoch}-${origin}.fb`;
+/** A bundle file name as a sender names it (epoch number 1 unless told). */
+export function bundleName(firstSeq: number, count: number, channel: string, epoch = 1): string {
+  return formatBundleName({ epoch, channel, firstSeq, count, gap: false });
 }
 
 /** Waits until `fn` holds (polling), or throws naming `what`; a generous bound, never a timing assertion. */

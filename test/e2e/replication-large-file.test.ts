@@ -5,9 +5,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startDaemons, until, useClusters, usePrivateSshd } from './fixtures.js';
+import { startDaemons, until, useClusters } from './fixtures.js';
 
-const sshd = usePrivateSshd();
 
 const makeCluster = useClusters();
 const MiB = 1024 * 1024;
@@ -32,7 +31,7 @@ async function sha256File(path: string): Promise<string> {
 
 describe('a large file through real daemons', () => {
   it('streams a 256 MiB file byte-identical while both daemons stay under 200 MB of RSS', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'], logLevel: 'warn' });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta'], logLevel: 'warn' });
     const [alphaPid, betaPid] = (await startDaemons(cluster, 'alpha', 'beta')) as [number, number];
     // Written in 1 MiB chunks and hashed on the way: the test never holds the file in memory either.
     const big = join(cluster.host('alpha').dir, 'big.bin');

@@ -9,9 +9,8 @@ import { describe, expect, it } from 'vitest';
 import type { DaemonStatus } from '../../src/daemon/daemon.js';
 import { askDaemon } from '../../src/daemon/lock.js';
 import { freePort } from '../../src/devtools/private-sshd.js';
-import { daemonAlive, daemonLog, ferry, landingNames, sleep, startDaemon, startDaemons, statusJson, takeAll, until, useClusters, usePrivateSshd } from './fixtures.js';
+import { daemonAlive, daemonLog, ferry, landingNames, sleep, startDaemon, startDaemons, statusJson, takeAll, until, useClusters } from './fixtures.js';
 
-const sshd = usePrivateSshd();
 
 const makeCluster = useClusters();
 
@@ -22,7 +21,7 @@ function percentile(sorted: number[], p: number): number {
 
 describe('replication between hosts through a real sshd', () => {
   it('delivers 300 small messages into the peer inbox byte-identical, with their metadata, each exactly once', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const alpha = await cluster.spool('alpha');
     const sent = new Map<string, { payload: Buffer; headers: Record<string, string> }>();
@@ -64,7 +63,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('delivers a transaction over two queues complete', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const alpha = await cluster.spool('alpha');
     const tx = alpha.transaction();
@@ -81,11 +80,11 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('fans a queue out to two peers: one dead peer does not hold the other back, and catches up after a reload', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta', 'gamma'], routes: { alpha: { fan: ['beta', 'gamma'] } } });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta', 'gamma'], routes: { alpha: { fan: ['beta', 'gamma'] } } });
     const good = cluster.configText('alpha');
     const closed = await freePort();
     const broken = good.replace(
-      new RegExp(`(\\[peers\\.gamma\\]\\nssh = "[^"@]+@127\\.0\\.0\\.1:)${sshd().port}"`),
+      new RegExp(`(\\[peers\\.gamma\\]\\nssh = "[^"@]+@127\\.0\\.0\\.1:)${cluster.deployment.port}"`),
       `$1${closed}"`,
     );
     expect(broken).not.toBe(good);
@@ -118,7 +117,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('delivers a queue routed to the host itself into its own inbox through the same path', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'], routes: { alpha: { local: ['alpha'], '*': ['beta'] } } });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta'], routes: { alpha: { local: ['alpha'], '*': ['beta'] } } });
     await startDaemon(cluster, 'alpha');
     const alpha = await cluster.spool('alpha');
     const ids: string[] = [];
@@ -130,7 +129,7 @@ describe('replication between hosts through a real sshd', () => {
     // Nothing went to beta, and nothing bypassed the landing area: alpha shipped them to itself as sealed bundles,
     // and its receiver verified and delivered every one.
     expect(cluster.inboxNames('beta', 'local')).toEqual([]);
-    expect(landingNames(cluster, 'alpha')).toEqual([]);
+    expect(landingNames(cluster, 'alpha', 'alpha')).toEqual([]);
     const status = (await statusJson(cluster, 'alpha')).peers.find((p) => p.peer === 'alpha');
     expect(status?.lastSuccess).not.toBeNull();
     const live = (await askDaemon(cluster.host('alpha').root, 'status')) as DaemonStatus | undefined;
@@ -139,7 +138,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('refuses a second daemon on the same spool with an error naming the other daemon', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta'] });
     await startDaemon(cluster, 'alpha');
     const second = await ferry(cluster, 'alpha', ['daemon'], 20_000);
     expect(second.code).not.toBe(0);
@@ -152,7 +151,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('shows a peer entry with lastSuccess in `ferry status --json` after shipping', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const before = (await statusJson(cluster, 'alpha')).peers.find((p) => p.peer === 'beta');
     expect(before).toBeDefined();
@@ -170,7 +169,7 @@ describe('replication between hosts through a real sshd', () => {
   });
 
   it('delivers single messages from commit to inbox with a low median latency when idle', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'], logLevel: 'warn' });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta'], logLevel: 'warn' });
     await startDaemons(cluster, 'alpha', 'beta');
     const alpha = await cluster.spool('alpha');
     const beta = await cluster.spool('beta');

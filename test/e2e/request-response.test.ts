@@ -4,15 +4,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { FERRY_BIN, startDaemons, useClusters, usePrivateSshd } from './fixtures.js';
+import { FERRY_BIN, startDaemons, useClusters } from './fixtures.js';
 
 const run = promisify(execFile);
-const sshd = usePrivateSshd();
 const makeCluster = useClusters();
 
 describe('ferry request', () => {
   it('gets the correlated reply from a responder on the peer, and leaves other replies alone', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta'] });
     await startDaemons(cluster, 'alpha', 'beta');
     const alpha = cluster.host('alpha');
     const beta = cluster.host('beta');
@@ -39,7 +38,7 @@ describe('ferry request', () => {
   });
 
   it('times out with one sentence and exit 1 when no reply comes', async () => {
-    const cluster = await makeCluster(sshd(), { hosts: ['alpha', 'beta'] });
+    const cluster = await makeCluster({ hosts: ['alpha', 'beta'] });
     const file = join(cluster.host('alpha').dir, 'q.txt');
     writeFileSync(file, 'anyone?');
     const err = await run(process.execPath, [FERRY_BIN, 'request', 'nobody-listens', file, '--wait', '1', '--config', cluster.host('alpha').config], { encoding: 'utf8' })

@@ -71,7 +71,9 @@ describe('hostile bundles are refused with a precise code', () => {
 
   it('an unknown format version is EENVELOPE_VERSION', async () => {
     const b = (await small()).slice();
-    b[4] = 2;
+    b[4] = 3;
+    await expectCode(open(b, keys), 'EENVELOPE_VERSION');
+    b[4] = 1; // the version before numbered epochs
     await expectCode(open(b, keys), 'EENVELOPE_VERSION');
   });
 

@@ -6,40 +6,25 @@
 //
 // The sweep now keeps every name a pending journal lists, and keeps every inbox tmp/ file when a journal cannot be read.
 
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatBundleName } from '../../src/envelope/bundle-name.js';
-import { sodiumReady, writeSealedBundle, type SealKey } from '../../src/envelope/index.js';
 import { Receiver } from '../../src/receive/receiver.js';
+import { pairKey, plant, quiet, receivingSpool, sealBundle } from '../fixtures/bundles.js';
 import { Spool } from '../../src/spool/spool.js';
 import { childEnv, FIXTURES, names, runNode, useTempDir } from '../fixtures/spool.js';
 
 const tmp = useTempDir();
 const CHILD = join(FIXTURES, 'receiver-child.mjs');
 const HOUR = 3600_000;
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
-async function sealed(key: SealKey, epoch: string, payloads: readonly string[]): Promise<Buffer> {
-  const chunks: Uint8Array[] = [];
-  await writeSealedBundle({ write: async (c) => { chunks.push(Buffer.from(c)); } }, key,
-    { origin: 'alpha', destination: 'beta', channel: epoch, firstSeq: 1, count: payloads.length, created: Date.now() },
-    payloads.map((p, i) => ({
-      meta: { seq: 1 + i, queue: 'q', id: `m${i}`, headers: { n: String(i) }, committed: Date.now(), size: Buffer.byteLength(p) },
-      payload: async function* () { yield Buffer.from(p); },
-    })));
-  return Buffer.concat(chunks);
-}
-
-/** Beta's spool with one sealed bundle from alpha waiting in landing/new. */
+/** Beta's spool with one sealed bundle from alpha waiting in alpha's landing directory. */
 async function landed(payloads: readonly string[]) {
-  await sodiumReady();
-  const spool = await Spool.open(join(tmp.path, 'spool'), { host: 'beta', create: true });
-  const key: SealKey = { id: 'k1', secret: randomBytes(32), peers: ['alpha', 'beta'] };
-  const epoch = randomBytes(8).toString('hex');
-  writeFileSync(join(spool.layout.landingNew, formatBundleName({ firstSeq: 1, count: payloads.length, epoch, origin: 'alpha' })), await sealed(key, epoch, payloads));
-  return { spool, key };
+  const key = pairKey();
+  const { spool, landing } = await receivingSpool(join(tmp.path, 'spool'), key);
+  const b = await sealBundle(key, { payloads, headers: payloads.map((_, i) => ({ n: String(i) })) });
+  plant(landing(), b.name, b.bytes);
+  return { spool, key, landing: landing() };
 }
 
 /** What inbox queue q holds: payloads in new/, with the header each meta carries. */
@@ -54,7 +39,7 @@ function inbox(spool: Spool): string[] {
 describe('the tmp sweep while a receiver journal is pending', () => {
   it('a receiver killed after journaling, then the spool opened 37 h later: the replay still delivers every message', async () => {
     const payloads = ['one', 'two', 'three'];
-    const { spool, key } = await landed(payloads);
+    const { spool, key, landing } = await landed(payloads);
     const child = await runNode([CHILD, spool.root, key.id, Buffer.from(key.secret).toString('hex')], { env: childEnv({ FERRY_CRASH_AT: 'receive.after-journal' }) });
     expect(child.signal).toBe('SIGKILL');
     expect(readdirSync(join(spool.layout.receive, 'journal')).filter((n) => n.endsWith('.json'))).toHaveLength(1);
@@ -66,11 +51,12 @@ describe('the tmp sweep while a receiver journal is pending', () => {
     expect(names(later.layout.inboxDir('q', 'tmp'))).toHaveLength(6);
 
     // The daemon restarts: its receiver finishes the journaled delivery.
-    const receiver = new Receiver(later, (id) => (id === key.id ? key : undefined), quiet);
+    const receiver = new Receiver(later, (id) => (id === key.id ? key : undefined), quiet, { receiptKey: () => key });
     await receiver.recover();
+    await receiver.processOnce(); // the landing file goes once a receipt covers it
     expect(inbox(later)).toEqual(['one#0', 'three#2', 'two#1']);
     expect(names(later.layout.inboxDir('q', 'tmp'))).toEqual([]);
-    expect(names(later.layout.landingNew)).toEqual([]);
+    expect(names(landing)).toEqual(['ferry.receipt']);
   });
 
   it('still sweeps old debris no journal names, and keeps every inbox tmp file while a journal cannot be read', async () => {

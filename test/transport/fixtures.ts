@@ -1,16 +1,15 @@
 // Shared helpers for transport tests: fresh landing areas, deterministic files, hashing, transport factories.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { SftpTransport, type SftpTransportOptions } from '../../src/transport/index.js';
+import { SftpTransport, type ProgressFn, type PublishResult, type SftpTransportOptions, type Transport } from '../../src/transport/index.js';
 import type { Sshd } from '../helpers/sshd.js';
 
-/** Make `<root>/landing/{tmp,new}` (0700, as `ferry init` would). */
-export async function makeLanding(root: string): Promise<void> {
-  await mkdir(path.join(root, 'landing', 'tmp'), { recursive: true, mode: 0o700 });
-  await mkdir(path.join(root, 'landing', 'new'), { recursive: true, mode: 0o700 });
+/** Make a landing directory (0700). */
+export async function makeLanding(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
 }
 
 /** A fresh temp directory; remove it with {@link removeDir}. */
@@ -66,4 +65,20 @@ export function sftpTransportFor(sshd: Sshd, remoteRoot: string, extra: Partial<
     opTimeoutMs: 10_000,
     ...extra,
   });
+}
+
+/** Upload then publish one file, as the shipper does for one bundle. */
+export async function ship(t: Transport, src: string, name: string, onProgress?: ProgressFn): Promise<PublishResult> {
+  await t.upload(src, name, onProgress);
+  return t.publish(src, name);
+}
+
+/** Uploads in progress (`.part` files) in a landing directory. */
+export async function parts(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((n) => n.endsWith('.part'));
+}
+
+/** Published names (everything but uploads in progress) in a landing directory. */
+export async function published(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((n) => !n.endsWith('.part'));
 }

@@ -1,6 +1,6 @@
 // SftpTransport against a real OpenSSH sshd on loopback: host-key pinning, cuts, resume, frozen servers, restricted accounts.
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import ssh2 from 'ssh2';
@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { isFerryError, type FerryError } from '../../src/errors.js';
 import { fingerprintSha256, SftpTransport } from '../../src/transport/index.js';
 import { generateKey, startSshd, type Sshd } from '../helpers/sshd.js';
-import { makeLanding, randomFile, removeDir, sftpTransportFor, sha256File, tempDir } from './fixtures.js';
+import { makeLanding, parts, published, randomFile, removeDir, sftpTransportFor, sha256File, ship, tempDir } from './fixtures.js';
 
 const execFileP = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -74,19 +74,19 @@ describe('SftpTransport against OpenSSH sshd', () => {
       await writeFile(kh, `# only another port\n[127.0.0.1]:1 ${type} ${b64}\n`);
       const t = make({ knownHosts: kh });
       const src = await randomFile(path.join(work, 'b'), 10);
-      const err = await rejection(t.publish(src, 'b1'));
+      const err = await rejection(ship(t, src, 'b1'));
       const fp = await sshKeygenFingerprint(`${sshd.hostKeyPath}.pub`);
       expect(err.code).toBe('EHOSTKEY_UNKNOWN');
       expect(err.message).toContain('beta');
       expect(err.message).toContain(fp);
       expect(err.recoverable).toBe(false);
       expect(t.connected).toBe(false);
-      expect(await readdir(path.join(root, 'landing', 'tmp'))).toEqual([]);
+      expect(await parts(root)).toEqual([]);
     });
 
     it('refuses a missing known_hosts file the same way', async () => {
       const t = make({ knownHosts: path.join(work, 'does-not-exist') });
-      const err = await rejection(t.publish(await randomFile(path.join(work, 'b'), 10), 'b1'));
+      const err = await rejection(ship(t, await randomFile(path.join(work, 'b'), 10), 'b1'));
       expect(err.code).toBe('EHOSTKEY_UNKNOWN');
       expect(err.message).toContain(await sshKeygenFingerprint(`${sshd.hostKeyPath}.pub`));
     });
@@ -97,19 +97,19 @@ describe('SftpTransport against OpenSSH sshd', () => {
       const kh = path.join(work, 'known_hosts');
       await writeFile(kh, `[127.0.0.1]:${sshd.port} ${type} ${b64}\n`);
       const t = make({ knownHosts: kh });
-      const err = await rejection(t.publish(await randomFile(path.join(work, 'b'), 10), 'b1'));
+      const err = await rejection(ship(t, await randomFile(path.join(work, 'b'), 10), 'b1'));
       expect(err.code).toBe('EHOSTKEY');
       expect(err.message).toContain('beta');
       expect(err.message).toContain(await sshKeygenFingerprint(`${sshd.hostKeyPath}.pub`));
       expect(err.message).toContain(fingerprintSha256(Buffer.from(b64!, 'base64')));
-      expect(await readdir(path.join(root, 'landing', 'tmp'))).toEqual([]);
+      expect(await parts(root)).toEqual([]);
     });
 
     it('refuses a key listed @revoked even when it is also pinned', async () => {
       const [type, b64] = sshd.hostKeyPub.split(/\s+/);
       const kh = path.join(work, 'known_hosts');
       await writeFile(kh, `[127.0.0.1]:${sshd.port} ${type} ${b64}\n@revoked * ${type} ${b64}\n`);
-      const err = await rejection(make({ knownHosts: kh }).publish(await randomFile(path.join(work, 'b'), 10), 'b1'));
+      const err = await rejection(ship(make({ knownHosts: kh }), await randomFile(path.join(work, 'b'), 10), 'b1'));
       expect(err.code).toBe('EHOSTKEY');
       expect(err.message).toContain('revoked');
     });
@@ -119,7 +119,7 @@ describe('SftpTransport against OpenSSH sshd', () => {
       await copyFile(sshd.knownHostsPath, kh);
       await execFileP('ssh-keygen', ['-H', '-f', kh]);
       const t = make({ knownHosts: kh });
-      await expect(t.publish(await randomFile(path.join(work, 'b'), 10), 'b1')).resolves.toBe('published');
+      await expect(ship(t, await randomFile(path.join(work, 'b'), 10), 'b1')).resolves.toBe('published');
     });
 
     it('probe reports the same fingerprint as ssh-keygen -lf, the extensions and a writable landing area', async () => {
@@ -129,7 +129,7 @@ describe('SftpTransport against OpenSSH sshd', () => {
       expect(p.extensions).toEqual(expect.arrayContaining(['fsync@openssh.com', 'posix-rename@openssh.com', 'hardlink@openssh.com']));
       expect(p.landingWritable).toBe(true);
       expect(p.landingFreeBytes).toBeGreaterThan(0);
-      expect(await readdir(path.join(root, 'landing', 'tmp'))).toEqual([]);
+      expect(await parts(root)).toEqual([]);
     });
   });
 
@@ -137,7 +137,7 @@ describe('SftpTransport against OpenSSH sshd', () => {
     it('fails with ETRANSPORT_AUTH when the identity is not authorized', async () => {
       const id = path.join(work, 'stranger');
       await generateKey(id);
-      const err = await rejection(make({ identity: id }).publish(await randomFile(path.join(work, 'b'), 10), 'b1'));
+      const err = await rejection(ship(make({ identity: id }), await randomFile(path.join(work, 'b'), 10), 'b1'));
       expect(err.code).toBe('ETRANSPORT_AUTH');
       expect(err.message).toContain('beta');
     });
@@ -146,7 +146,7 @@ describe('SftpTransport against OpenSSH sshd', () => {
       const id = path.join(work, 'loose');
       await copyFile(sshd.identityPath, id);
       await chmod(id, 0o644);
-      const err = await rejection(make({ identity: id }).publish(await randomFile(path.join(work, 'b'), 10), 'b1'));
+      const err = await rejection(ship(make({ identity: id }), await randomFile(path.join(work, 'b'), 10), 'b1'));
       expect(err.code).toBe('EKEYPERM');
     });
   });
@@ -158,7 +158,7 @@ describe('SftpTransport against OpenSSH sshd', () => {
       const t = make();
       let cutAt = -1;
       const err = await rejection(
-        t.publish(src, 'cut-1', (sent, total) => {
+        ship(t, src, 'cut-1', (sent, total) => {
           if (cutAt < 0 && sent >= total * 0.3) {
             cutAt = sent;
             void sshd.killConnections();
@@ -169,63 +169,63 @@ describe('SftpTransport against OpenSSH sshd', () => {
       expect(err.recoverable).toBe(true);
       expect(cutAt).toBeGreaterThan(0);
       expect(t.connected).toBe(false);
-      const partial = (await stat(path.join(root, 'landing', 'tmp', 'cut-1'))).size;
+      const partial = (await stat(path.join(root, 'cut-1' + '.part'))).size;
       expect(partial).toBeGreaterThan(0);
       expect(partial).toBeLessThan(size);
-      expect(await readdir(path.join(root, 'landing', 'new'))).toEqual([]);
+      expect(await published(root)).toEqual([]);
 
       const before = t.stats.bytesSent;
       const progress: number[] = [];
-      await expect(t.publish(src, 'cut-1', (sent) => progress.push(sent))).resolves.toBe('published');
+      await expect(ship(t, src, 'cut-1', (sent) => progress.push(sent))).resolves.toBe('published');
       const sentSecondTime = t.stats.bytesSent - before;
       expect(sentSecondTime).toBe(size - partial);
       expect(sentSecondTime).toBeLessThan(size);
       expect(progress[0]).toBe(partial);
       expect(t.stats.resumes).toBe(1);
       expect(t.stats.connects).toBe(2);
-      expect(await sha256File(path.join(root, 'landing', 'new', 'cut-1'))).toBe(await sha256File(src));
-      expect(await readdir(path.join(root, 'landing', 'tmp'))).toEqual([]);
+      expect(await sha256File(path.join(root, 'cut-1'))).toBe(await sha256File(src));
+      expect(await parts(root)).toEqual([]);
     });
 
     it('starts over instead of resuming when the partial file does not match the local bytes', async () => {
       const src = await randomFile(path.join(work, 'b'), 4 * MiB);
       // A leftover of the same name with other content (e.g. from another process), resumed only under 'always'.
-      await randomFile(path.join(root, 'landing', 'tmp', 'mixed'), 1 * MiB);
+      await randomFile(path.join(root, 'mixed' + '.part'), 1 * MiB);
       const t = make({ resume: 'always' });
-      await expect(t.publish(src, 'mixed')).resolves.toBe('published');
+      await expect(ship(t, src, 'mixed')).resolves.toBe('published');
       expect(t.stats.resumes).toBe(0);
       expect(t.stats.bytesSent).toBe(4 * MiB);
-      expect(await sha256File(path.join(root, 'landing', 'new', 'mixed'))).toBe(await sha256File(src));
+      expect(await sha256File(path.join(root, 'mixed'))).toBe(await sha256File(src));
     });
 
     it('resumes a matching leftover from an earlier process under resume: always, and rewrites it under the default', async () => {
       const src = await randomFile(path.join(work, 'b'), 4 * MiB);
-      await writeFile(path.join(root, 'landing', 'tmp', 'left'), (await readFile(src)).subarray(0, 3 * MiB));
+      await writeFile(path.join(root, 'left' + '.part'), (await readFile(src)).subarray(0, 3 * MiB));
       const always = make({ resume: 'always' });
-      await expect(always.publish(src, 'left')).resolves.toBe('published');
+      await expect(ship(always, src, 'left')).resolves.toBe('published');
       expect(always.stats.bytesSent).toBe(1 * MiB);
-      await writeFile(path.join(root, 'landing', 'tmp', 'left2'), (await readFile(src)).subarray(0, 3 * MiB));
+      await writeFile(path.join(root, 'left2' + '.part'), (await readFile(src)).subarray(0, 3 * MiB));
       const byDefault = make();
-      await expect(byDefault.publish(src, 'left2')).resolves.toBe('published');
+      await expect(ship(byDefault, src, 'left2')).resolves.toBe('published');
       expect(byDefault.stats.bytesSent).toBe(4 * MiB);
-      expect(await sha256File(path.join(root, 'landing', 'new', 'left2'))).toBe(await sha256File(src));
+      expect(await sha256File(path.join(root, 'left2'))).toBe(await sha256File(src));
     });
 
     it('reconnects on the next publish after the connection dropped while idle', async () => {
       const t = make();
       const src = await randomFile(path.join(work, 'b'), 1000);
-      await t.publish(src, 'r1');
+      await ship(t, src, 'r1');
       expect(t.connected).toBe(true);
       await sshd.killConnections();
       await waitUntil(() => !t.connected);
-      await expect(t.publish(src, 'r2')).resolves.toBe('published');
+      await expect(ship(t, src, 'r2')).resolves.toBe('published');
       expect(t.stats.connects).toBe(2);
     });
 
     it('fails pending publishes when closed', async () => {
       const t = make();
       const src = await randomFile(path.join(work, 'big'), 32 * MiB);
-      const p = t.publish(src, 'closing', (sent) => {
+      const p = ship(t, src, 'closing', (sent) => {
         if (sent > 0) void t.close();
       });
       expect((await rejection(p)).code).toBe('ETRANSPORT');
@@ -239,7 +239,7 @@ describe('SftpTransport against OpenSSH sshd', () => {
       let frozenAt = 0;
       const started = Date.now();
       const err = await rejection(
-        t.publish(src, 'frozen-1', (sent, total) => {
+        ship(t, src, 'frozen-1', (sent, total) => {
           if (frozenAt === 0 && sent >= total * 0.2) {
             frozenAt = Date.now();
             void sshd.signalConnections('SIGSTOP');
@@ -256,16 +256,16 @@ describe('SftpTransport against OpenSSH sshd', () => {
     it('makes a publish reject within the op timeout when an idle connection is frozen', async () => {
       const t = make({ opTimeoutMs: 1500, keepaliveIntervalMs: 0 });
       const src = await randomFile(path.join(work, 'b'), 1000);
-      await t.publish(src, 'f1');
+      await ship(t, src, 'f1');
       await sshd.signalConnections('SIGSTOP');
       const started = Date.now();
-      const err = await rejection(t.publish(src, 'f2'));
+      const err = await rejection(ship(t, src, 'f2'));
       expect(err.code).toBe('ETRANSPORT');
       expect(err.message).toMatch(/no answer within 1500 ms/);
       const waited = Date.now() - started;
       expect(waited, `rejected after ${waited} ms`).toBeLessThan(1500 * 3);
       await sshd.signalConnections('SIGCONT');
-      await expect(t.publish(src, 'f3')).resolves.toBe('published');
+      await expect(ship(t, src, 'f3')).resolves.toBe('published');
     });
   });
 });
@@ -288,9 +288,9 @@ describe('SftpTransport against an SFTP-only account (ForceCommand internal-sftp
     const t = sftpTransportFor(sshd, root);
     try {
       const src = await randomFile(path.join(work, 'b'), 3 * MiB);
-      await expect(t.publish(src, 'forced-1')).resolves.toBe('published');
-      await expect(t.publish(src, 'forced-1')).resolves.toBe('already');
-      expect(await sha256File(path.join(root, 'landing', 'new', 'forced-1'))).toBe(await sha256File(src));
+      await expect(ship(t, src, 'forced-1')).resolves.toBe('published');
+      await expect(ship(t, src, 'forced-1')).resolves.toBe('already');
+      expect(await sha256File(path.join(root, 'forced-1'))).toBe(await sha256File(src));
     } finally {
       await t.close();
     }
@@ -318,8 +318,8 @@ describe('SftpTransport against a chrooted account (ChrootDirectory, remote_root
     const t = sftpTransportFor(sshd, '/spool');
     try {
       const src = await randomFile(path.join(work, 'b'), 2 * MiB + 3);
-      await expect(t.publish(src, 'chrooted-1')).resolves.toBe('published');
-      expect(await sha256File(path.join(chroot, 'spool', 'landing', 'new', 'chrooted-1'))).toBe(await sha256File(src));
+      await expect(ship(t, src, 'chrooted-1')).resolves.toBe('published');
+      expect(await sha256File(path.join(chroot, 'spool', 'chrooted-1'))).toBe(await sha256File(src));
       expect((await t.probe()).landingWritable).toBe(true);
     } finally {
       await t.close();
@@ -356,15 +356,15 @@ describe('SftpTransport when the remote disk fills up', () => {
     const t = sftpTransportFor(sshd, mnt);
     try {
       const big = await randomFile(path.join(work, 'big'), 12 * MiB);
-      const err = await rejection(t.publish(big, 'full-1'));
+      const err = await rejection(ship(t, big, 'full-1'));
       expect(err.code).toBe('EREMOTE_FULL');
       expect(err.recoverable).toBe(true);
       expect(err.message).toContain('beta');
       // The partial file was removed to give the space back; a file that fits goes through.
-      expect(await readdir(path.join(mnt, 'landing', 'tmp'))).toEqual([]);
+      expect(await parts(mnt)).toEqual([]);
       const fits = await randomFile(path.join(work, 'fits'), 4 * MiB);
-      await expect(t.publish(fits, 'full-1')).resolves.toBe('published');
-      expect(await readdir(path.join(mnt, 'landing', 'tmp'))).toEqual([]);
+      await expect(ship(t, fits, 'full-1')).resolves.toBe('published');
+      expect(await parts(mnt)).toEqual([]);
     } finally {
       await t.close();
     }
@@ -405,7 +405,7 @@ describe('SftpTransport against a server without the OpenSSH extensions', () => 
       opTimeoutMs: 5000,
     });
     try {
-      const err = await rejection(t.publish(await randomFile(path.join(work, 'b'), 10), 'b1'));
+      const err = await rejection(ship(t, await randomFile(path.join(work, 'b'), 10), 'b1'));
       expect(err.code).toBe('ESFTP_EXTENSION');
       expect(err.recoverable).toBe(false);
       expect(err.message).toContain('gamma');
