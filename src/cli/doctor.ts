@@ -1,6 +1,5 @@
 // `ferry doctor`: check everything ferry depends on and say, per check, pass or fail and how to fix it.
 import { promises as fsp } from 'node:fs';
-
 import { loadConfig, routeFor, type FerryConfig } from '../config/config.js';
 import { askDaemon } from '../daemon/lock.js';
 import type { DaemonStatus } from '../daemon/daemon.js';

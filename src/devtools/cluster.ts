@@ -6,7 +6,7 @@
 // between hosts crosses real SSH/SFTP. Daemons run as real child processes (so tests can SIGKILL them), as each
 // host's own system user when `daemonUsers` is set. Needs root.
 import { type ChildProcess } from 'node:child_process';
-import { chownSync, createWriteStream, readdirSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, createWriteStream, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generatePairKey, keyFileName, writeKeyFile } from '../keys/index.js';
@@ -140,13 +140,22 @@ export class Cluster {
    * Starts a host's daemon as a child process; resolves once it is up (its control socket answers), or at once
    * with `wait: false` (the chaos harness restarts many daemons without waiting).
    */
-  async startDaemon(name: string, env: Record<string, string> = {}, wait = true): Promise<ChildProcess> {
+  async startDaemon(name: string, env: Record<string, string> = {}, wait = true, detached = false): Promise<ChildProcess> {
     const h = this.host(name);
-    const log = createWriteStream(h.log, { flags: 'a' });
-    log.on('error', () => undefined); // a full disk must not take the harness down with it
-    const child = this.deployment.runAs(name, [process.execPath, FERRY_BIN, 'daemon', '--config', h.config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    let child: ChildProcess;
+    if (detached) {
+      // Outlives this process (`npm run cluster -- up`): its output goes straight to the log file.
+      const fd = openSync(h.log, 'a', 0o644);
+      child = this.deployment.runAs(name, [process.execPath, FERRY_BIN, 'daemon', '--config', h.config], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env }, detached: true });
+      closeSync(fd);
+      child.unref();
+    } else {
+      const log = createWriteStream(h.log, { flags: 'a' });
+      log.on('error', () => undefined); // a full disk must not take the harness down with it
+      child = this.deployment.runAs(name, [process.execPath, FERRY_BIN, 'daemon', '--config', h.config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+      child.stdout?.pipe(log);
+      child.stderr?.pipe(log);
+    }
     h.daemon = child;
     if (!wait) return child;
     const { askDaemon } = await import('../daemon/lock.js');

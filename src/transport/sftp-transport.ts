@@ -9,7 +9,7 @@ import { openLocalSource, readExactly, type LocalSource } from './local-source.j
 import { silentLogger, type TransportLogger } from './logger.js';
 import { isNoSuchFile, remoteError, SFTP_STATUS, sftpStatus } from './remote-errors.js';
 import { openSession, SftpSession } from './sftp-session.js';
-import { parseBundleName, PART_SUFFIX, RECEIPT_NAME } from '../envelope/bundle-name.js';
+import { formatBundleName, parseBundleName, PART_SUFFIX, RECEIPT_NAME } from '../envelope/bundle-name.js';
 import type { LandingEntry, ProgressFn, PublishResult, Transport } from './transport.js';
 
 /** When a leftover `<name>.part` may be continued instead of rewritten from byte 0. */
@@ -289,13 +289,15 @@ export class SftpTransport implements Transport {
   /** Connect (if needed) and report the host key, extensions and whether the landing directory is writable. */
   async probe(): Promise<SftpProbe> {
     const s = await this.session();
-    const probeName = this.path(`.ferry-probe-${process.pid}-${Date.now()}`);
+    // Shaped like an upload in progress (epoch 1 of a channel of zeros, which no sender uses): the receiving daemon
+    // leaves those alone, where it would sweep a dot-file at once.
+    const probeName = this.path(`${formatBundleName({ epoch: 1, channel: '0000000000000000', firstSeq: 1 + Math.floor(Math.random() * 1e11), count: 1, gap: false })}${PART_SUFFIX}`);
     let landingWritable = false;
     try {
       const h = await s.call<Buffer>('probe the landing directory', probeName, (cb) => s.sftp.open(probeName, 'wx', { mode: 0o640 }, cb));
       await s.call<void>('fsync the probe file', probeName, (cb) => s.sftp.ext_openssh_fsync(h, cb));
       await s.call<void>('close the probe file', probeName, (cb) => s.sftp.close(h, cb));
-      await s.call<void>('remove the probe file', probeName, (cb) => s.sftp.unlink(probeName, cb));
+      await this.unlinkQuiet(s, probeName);
       landingWritable = true;
     } catch (err) {
       if (!s.open) throw remoteError(err, { peer: this.peer, action: 'probe' });
