@@ -91,6 +91,8 @@ export class Shipper {
   /** Bundles whose upload completed (`.part` durable) but which are not published yet. */
   private readonly uploaded = new Set<string>();
   private receipt: Receipt | undefined;
+  /** Refusal entries of the receipt already answered (name@when), so each causes one new upload, not one per read. */
+  private readonly answered = new Set<string>();
   private acked: AckedState | undefined;
   private listedSinceStart = false;
   private lastProgress = performance.now();
@@ -221,7 +223,9 @@ export class Shipper {
       this.status.alarm = null;
     }
     if (verdict.kind === 'closed' || verdict.kind === 'restored') {
-      await this.forgetCovered(names, r);
+      // Nothing is forgotten by sequence number now: after a restore those numbers were reused for new messages, so a
+      // receipt "covering" them proves nothing about these bytes. Everything waiting is re-sealed, and the receiver
+      // skips, by message id, whatever it delivered already.
       this.log.error({ peer: this.channel.peer, code: verdict.kind === 'restored' ? 'ESENDER_RESTORED' : 'EEPOCH_CLOSED', reason: verdict.why }, verdict.kind === 'restored' ? 'this host was restored from a backup: moving the channel to a new epoch' : 'our epoch is closed at the receiver: moving the channel to a new epoch');
       await this.switchTo(verdict.floor, verdict.why);
       return undefined;
@@ -277,21 +281,25 @@ export class Shipper {
         const p = parseBundleName(n);
         return p !== undefined && p.epoch === f.epoch && p.channel === f.channel && p.firstSeq === f.firstSeq && p.count === f.count;
       });
-      // Only a refusal of what we published this run: an older one was answered already (we uploaded again).
-      const at = name === undefined ? undefined : this.published.get(name);
-      if (name === undefined || at === undefined || f.at < at - 1_000) continue;
+      if (name === undefined) continue;
+      if (FINAL_REFUSALS.has(f.code)) {
+        // A name is never reused once its bundle is in out/ (a new epoch means new names): the refusal is of these bytes.
+        await this.giveUp(name, `refused by ${this.channel.peer} (${f.code}): ${f.reason}`);
+        left.delete(name);
+        continue;
+      }
+      // Each other refusal entry is answered once (by uploading again); the receipt lists it for a while longer.
+      const entry = `${name}@${f.at}`;
+      if (this.answered.has(entry)) continue;
+      this.answered.add(entry);
+      if (this.answered.size > 1024) this.answered.delete(this.answered.values().next().value as string);
       this.published.delete(name);
       this.uploaded.delete(name);
       if (EPOCH_REFUSALS.has(f.code)) {
         await this.switchTo(f.epoch, `the receiver refused ${name}: ${f.reason}`);
         return undefined;
       }
-      if (FINAL_REFUSALS.has(f.code)) {
-        await this.giveUp(name, `refused by ${this.channel.peer} (${f.code}): ${f.reason}`);
-        left.delete(name);
-      } else {
-        this.log.warn({ peer: this.channel.peer, bundle: name, code: f.code, reason: f.reason }, 'the receiver refused a bundle of ours as damaged; uploading it again');
-      }
+      this.log.warn({ peer: this.channel.peer, bundle: name, code: f.code, reason: f.reason }, 'the receiver refused a bundle of ours as damaged; uploading it again');
     }
     return names.filter((n) => left.has(n));
   }

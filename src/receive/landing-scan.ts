@@ -22,10 +22,12 @@ export interface ScanResult {
   uploading: number;
   /** Abandoned uploads removed. */
   staleRemoved: number;
-  /** Entries removed that no ferry sender makes (links, FIFOs, directories, junk names). */
+  /** Entries removed that no ferry sender makes (links, FIFOs, directories, junk names, oversized files). */
   junkRemoved: number;
   /** Kinds of junk removed, for the log. */
   junkKinds: string[];
+  /** Bundle names whose upload grew past the limit and was cut (the sender is told: a refusal for good). */
+  oversized: Array<{ name: string; size: number }>;
   /** Entries seen (at most `max`). */
   seen: number;
 }
@@ -36,6 +38,8 @@ export interface ScanOptions {
   max: number;
   /** An upload untouched for this long is abandoned, ms. */
   partStaleMs: number;
+  /** Any file larger than this is cut to nothing and removed (an endless upload must not fill the disk). */
+  maxFileBytes: number;
 }
 
 /** Our own temp files in a landing directory (a receipt being replaced): removed once older than this, ms. */
@@ -43,17 +47,29 @@ const OWN_TEMP_STALE_MS = 60_000;
 
 /** Scans `dir` once. */
 export function scanLanding(dir: PinnedDir, opts: ScanOptions): ScanResult {
-  const r: ScanResult = { candidates: [], uploading: 0, staleRemoved: 0, junkRemoved: 0, junkKinds: [], seen: 0 };
+  const r: ScanResult = { candidates: [], uploading: 0, staleRemoved: 0, junkRemoved: 0, junkKinds: [], oversized: [], seen: 0 };
   const t = now();
   r.seen = dir.each(opts.max, (name) => {
     if (name === RECEIPT_NAME) return;
     const parts = parseBundleName(name);
+    const st = dir.lstat(name);
+    if (st === undefined) return;
     if (parts !== undefined) {
       r.candidates.push({ name, parts });
       return;
     }
-    const st = dir.lstat(name);
-    if (st === undefined) return;
+    // Larger than any bundle this host reads, and not a published bundle (those are refused with a receipt entry):
+    // cut it to nothing first (unlinking alone leaves the blocks to a writer that keeps it open), then remove it.
+    if (st.isFile() && st.size > opts.maxFileBytes) {
+      dir.truncate(name);
+      if (dir.unlink(name)) {
+        r.junkRemoved += 1;
+        if (!r.junkKinds.includes('oversized')) r.junkKinds.push('oversized');
+        const base = name.endsWith(PART_SUFFIX) ? name.slice(0, -PART_SUFFIX.length) : undefined;
+        if (base !== undefined && parseBundleName(base) !== undefined) r.oversized.push({ name: base, size: st.size });
+      }
+      return;
+    }
     if (name.endsWith(PART_SUFFIX) && parseBundleName(name.slice(0, -PART_SUFFIX.length)) !== undefined && st.isFile()) {
       r.uploading += 1;
       if (t - st.mtimeMs > opts.partStaleMs && dir.unlink(name)) r.staleRemoved += 1;

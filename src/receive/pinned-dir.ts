@@ -6,7 +6,7 @@
 // recorded) and re-verified on every use: if its path no longer leads to the same real directory, it is refused.
 // Entry names are checked before they are joined (no `/`, no `.` or `..`, at most 255 bytes), since
 // `/proc/self/fd/N/..` would resolve to the parent.
-import { closeSync, constants, fstatSync, lstatSync, openSync, opendirSync, renameSync, rmdirSync, unlinkSync, writeSync, fsyncSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, opendirSync, renameSync, rmdirSync, unlinkSync, writeSync, fsyncSync, type Stats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { FerryError, errno } from '../errors.js';
 
@@ -140,6 +140,23 @@ export class PinnedDir {
     } catch (err) {
       closeSync(fd);
       throw err;
+    }
+  }
+
+  /** Cuts a regular file to length 0 (opened without following links, never blocking); false when it is gone or not a regular file. */
+  truncate(name: string): boolean {
+    let fd: number;
+    try {
+      fd = openSync(this.entry(name), constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch {
+      return false;
+    }
+    try {
+      if (!fstatSync(fd).isFile()) return false;
+      ftruncateSync(fd, 0);
+      return true;
+    } finally {
+      closeSync(fd);
     }
   }
 

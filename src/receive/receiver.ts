@@ -5,10 +5,10 @@
 // Per pass and peer: scan (bounded), deliver the bundles that continue the channel in order (bundle-delivery.ts,
 // channel-decision.ts), refuse what fails (copied into quarantine), write the peer's sealed receipt, and only then
 // remove the delivered files: a sender that finds a file gone always finds a receipt covering it, or uploads again.
-import { closeSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, isFerryError } from '../errors.js';
-import { sealReceipt, type BundleHeader, type KeyLookup, type Receipt, type ReceiptRefusal, type SealKey, RECEIPT_MAX_REFUSED, RECEIPT_NAME } from '../envelope/index.js';
+import { openReceipt, sealReceipt, type BundleHeader, type KeyLookup, type Receipt, type ReceiptRefusal, type SealKey, RECEIPT_MAX_BYTES, RECEIPT_MAX_REFUSED, RECEIPT_NAME } from '../envelope/index.js';
 import { decide } from './channel-decision.js';
 import { parseBundleName } from '../envelope/bundle-name.js';
 import type { Log } from '../channel/acceptor.js';
@@ -107,13 +107,53 @@ export class Receiver {
     this.uid = opts.uid ?? process.geteuid?.() ?? 0;
   }
 
-  /** Loads the delivered state, makes this host's own landing directory, and finishes deliveries a crash interrupted. */
+  /**
+   * Loads the delivered state, makes this host's own landing directory, finishes deliveries a crash interrupted,
+   * and checks the state against the receipts this host last wrote (see {@link checkAgainstReceipts}).
+   */
   async recover(): Promise<void> {
     await this.states.load();
     await ensureDir(join(this.spool.layout.landing, this.spool.host));
     for (const j of await pendingJournals(this.spool.layout.receive)) {
       this.log.info({ peer: j.peer, landing: j.landing, messages: j.items.length }, 'finishing a delivery interrupted by a crash');
       await this.finish(j);
+    }
+    await this.checkAgainstReceipts();
+  }
+
+  /**
+   * A receipt is written after the state it reports is durable, so it never runs ahead of it — unless the state was
+   * lost or restored from an older copy. Each landing directory keeps the last receipt this host wrote (sealed by
+   * us, outside state/): when it proves more delivered than the state now says, delivering on could deliver twice
+   * (a replay of the epoch's first bundle carries no acked mark to catch it), so the channel stops with
+   * EDEDUPE_ROLLBACK until an operator runs `ferry receive resync`. A receipt that is missing, or not ours, proves nothing.
+   */
+  private async checkAgainstReceipts(): Promise<void> {
+    for (const peer of await this.peerDirs()) {
+      const s = this.slot(peer);
+      const dir = this.pin(s);
+      if (dir === undefined) continue;
+      const opened = dir.openRead(RECEIPT_NAME);
+      if (opened === undefined) continue;
+      let written: Receipt;
+      try {
+        if (!opened.stat.isFile() || opened.stat.size > RECEIPT_MAX_BYTES) continue;
+        const buf = Buffer.alloc(opened.stat.size);
+        readSync(opened.fd, buf, 0, buf.length, 0);
+        written = openReceipt(buf, this.keys, peer, this.spool.host);
+      } catch {
+        continue; // not a receipt of ours (a peer can put anything there): it proves nothing
+      } finally {
+        closeSync(opened.fd);
+      }
+      const rec = this.states.get(peer);
+      const w = written.current;
+      if (w === null || rec.alarm !== null) continue;
+      const behind = rec.current === null || rec.current.epoch < w.epoch || (rec.current.epoch === w.epoch && rec.current.hwm < w.hwm);
+      if (!behind) continue;
+      const reason = `this host once proved sequences up to ${w.hwm} of epoch ${w.epoch} from ${peer} delivered (its receipt says so), but its receive state now says ${rec.current === null ? 'nothing' : `${rec.current.hwm} of epoch ${rec.current.epoch}`}: the state was lost or restored from an older copy; once you know which messages are missing, run \`ferry receive resync ${peer}\``;
+      await this.states.save(peer, { ...rec, alarm: { code: 'EDEDUPE_ROLLBACK', reason, since: now(), epoch: w.epoch, channel: w.channel, acked: w.hwm } });
+      this.log.error({ peer, code: 'EDEDUPE_ROLLBACK', reason }, 'channel stopped: nothing more is delivered from this peer until the cause is fixed');
     }
   }
 
@@ -188,13 +228,17 @@ export class Receiver {
   private async processPeer(s: PeerSlot): Promise<number> {
     const dir = this.pin(s);
     if (dir === undefined) return 0;
-    const scan = scanLanding(dir, { max: this.opts.scanMax ?? 100_000, partStaleMs: this.opts.partStaleMs ?? 36 * 3600_000 });
+    const scan = scanLanding(dir, { max: this.opts.scanMax ?? 100_000, partStaleMs: this.opts.partStaleMs ?? 36 * 3600_000, maxFileBytes: this.limits.maxBundleBytes });
     if (scan.junkRemoved > 0) {
       this.counters.hostile += scan.junkRemoved;
       s.view.hostile += scan.junkRemoved;
       this.log.warn({ peer: s.peer, removed: scan.junkRemoved, kinds: scan.junkKinds }, 'removed entries no ferry sender makes from a landing directory');
     }
     s.view.uploading = scan.uploading;
+    for (const o of scan.oversized) {
+      const err = new FerryError('EENVELOPE_TOO_LARGE', `the upload of ${o.name} from ${s.peer} grew past ${this.limits.maxBundleBytes} bytes, the most this host reads (receive.max_bundle_bytes); it was cut and removed`, { peer: s.peer });
+      this.refuse(s, o.name, err);
+    }
     const candidates = scan.candidates.sort((a, b) => compare(a, b));
     const done: string[] = [];
     let delivered = 0;
@@ -303,10 +347,7 @@ export class Receiver {
         if (open) await this.quarantine.copyIn(s.peer, name, open.fd, open.size, o.err, keyIdOf(open.fd));
         dir.unlink(name);
         this.counters.quarantined += 1;
-        s.view.refused += 1;
-        const p = refusalOf(name, o.err);
-        if (p) s.refused = [...s.refused, p].slice(-RECEIPT_MAX_REFUSED);
-        s.receiptDirty = true;
+        this.refuse(s, name, o.err);
         this.log.warn({ peer: s.peer, landing: name, code: o.err.code, reason: o.err.message }, 'bundle refused and quarantined');
         return o;
       }
@@ -332,6 +373,14 @@ export class Receiver {
       default:
         return o;
     }
+  }
+
+  /** Records a refusal for the peer's receipt (its sender decides from the code whether to upload again or give up). */
+  private refuse(s: PeerSlot, name: string, err: FerryError): void {
+    s.view.refused += 1;
+    const p = refusalOf(name, err);
+    if (p) s.refused = [...s.refused, p].slice(-RECEIPT_MAX_REFUSED);
+    s.receiptDirty = true;
   }
 
   /** Applies a journaled round (idempotent): publish into new/, record the mark, keep the journal as the id window. */

@@ -1,6 +1,6 @@
 // Publishes bundle files into a landing directory on this host's filesystem: the same steps and guarantees as SFTP, no network.
 import { constants as fsConstants } from 'node:fs';
-import { link, lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PART_SUFFIX, RECEIPT_NAME } from '../envelope/bundle-name.js';
 import { errno, FerryError } from '../errors.js';
@@ -22,8 +22,8 @@ export interface LocalTransportOptions {
 
 /**
  * {@link Transport} into a local directory, for queues routed to this host and for fast tests. Copies to
- * `<name>.part` (mode 0640), fsyncs it, `link()`s it to `<name>` (EEXIST: compared, see {@link Transport.publish}),
- * unlinks the part and fsyncs the directory.
+ * `<name>.part` (mode 0640), fsyncs it, renames it to `<name>` (an existing name compared first, see
+ * {@link Transport.publish}) and fsyncs the directory.
  */
 export class LocalTransport implements Transport {
   readonly peer: string;
@@ -62,29 +62,23 @@ export class LocalTransport implements Transport {
     });
   }
 
-  /** See {@link Transport.publish}. */
+  /** See {@link Transport.publish}: compare an existing name, then an atomic rename (the bundle never has a second link). */
   async publish(localPath: string, name: string): Promise<PublishResult> {
     this.check(name);
     return this.locks.run(name, async () => {
       const part = path.join(this.dir, name + PART_SUFFIX);
       const dst = path.join(this.dir, name);
       let result: PublishResult = 'published';
-      try {
-        await link(part, dst);
-      } catch (err) {
-        // EEXIST: the name is taken. ENOENT with the name there: an earlier publish moved the part already.
-        const taken = errno(err) === 'EEXIST' || (errno(err) === 'ENOENT' && (await lstat(dst).then(() => true, () => false)));
-        if (!taken) throw this.fsError('link', dst, err);
+      if (await lstat(dst).then(() => true, () => false)) {
         if (await this.holds(dst, localPath)) {
-          result = 'already';
-        } else {
-          await this.fsCall('unlink', dst, () => unlink(dst));
-          await this.fsCall('link', dst, () => link(part, dst));
-          result = 'replaced';
+          await this.fsCall('unlink', part, () => unlink(part).catch((err: unknown) => (errno(err) === 'ENOENT' ? undefined : Promise.reject(err))));
+          await this.fsyncDir();
+          return 'already';
         }
+        result = 'replaced';
       }
-      await this.fsCall('unlink', part, () => unlink(part).catch((err: unknown) => (errno(err) === 'ENOENT' ? undefined : Promise.reject(err))));
-      // The link is durable only once its directory is (also on 'already', which may follow a crash before that fsync).
+      await this.fsCall('rename', part, () => rename(part, dst));
+      // The rename is durable only once its directory is.
       await this.fsyncDir();
       return result;
     });

@@ -1,4 +1,4 @@
-// Ships bundle files into the landing directory a peer gave this host, over SSH/SFTP: windowed upload to <name>.part, fsync, hardlink to <name>, fsync the directory.
+// Ships bundle files into the landing directory a peer gave this host, over SSH/SFTP: windowed upload to <name>.part, fsync, rename to <name>, fsync the directory.
 import { crashPoint } from '../spool/crash-point.js';
 import { posix } from 'node:path';
 import type { Stats } from 'ssh2';
@@ -114,9 +114,9 @@ function deliveryRoom(name: string, size: number): number {
  * the SFTP server must offer fsync, posix-rename and hardlink extensions.
  *
  * Uploading `name`: write `<remoteRoot>/<name>.part` (mode 0640, so the receiving daemon's group reads it) with many
- * write requests in flight, `fsync@openssh.com` it, check its size. Publishing it: `hardlink@openssh.com` it to
- * `<remoteRoot>/<name>` — which fails if that exists, so a publish never overwrites a file the receiver may be
- * reading — remove the part, and fsync the directory so the new entry survives a crash of the peer.
+ * write requests in flight, `fsync@openssh.com` it, check its size. Publishing it: `posix-rename@openssh.com` it to
+ * `<remoteRoot>/<name>` (atomic, one link throughout) and fsync the directory so the new entry survives a crash of
+ * the peer.
  */
 export class SftpTransport implements Transport {
   readonly peer: string;
@@ -181,36 +181,39 @@ export class SftpTransport implements Transport {
     await this.locks.run(name, () => this.uploadOnce(localPath, name, onProgress));
   }
 
-  /** See {@link Transport.publish}. */
+  /**
+   * See {@link Transport.publish}. An atomic rename (`posix-rename@openssh.com`, rename(2) on the peer): the bundle never
+   * has a second link, which the receiver would refuse to read (a hard link is how a peer could expose another file).
+   * Nothing but this host's own login writes bundle names in its landing directory, so an existing name is compared
+   * first and then replaced, never taken for delivered.
+   */
   async publish(localPath: string, name: string): Promise<PublishResult> {
     assertBundleName(name, this.peer);
     return this.locks.run(name, async () => {
       const s = await this.session();
       const part = this.path(name + PART_SUFFIX);
       const dst = this.path(name);
+      const [exists, partStat] = await Promise.all([this.statOrUndefined(s, dst), this.statOrUndefined(s, part)]);
       let result: PublishResult = 'published';
-      try {
-        await s.call<void>('hardlink the upload to its name', dst, (cb) => s.sftp.ext_openssh_hardlink(part, dst, cb));
-      } catch (err) {
-        if (!s.open) throw remoteError(err, { peer: this.peer, action: `publish ${name}`, path: dst });
-        const exists = await this.statOrUndefined(s, dst);
-        if (exists === undefined) throw await this.classify(s, err, `publish ${name}`, dst, 0);
+      if (exists !== undefined) {
         if (await this.remoteHolds(s, dst, exists, localPath)) {
-          result = 'already';
-        } else {
-          // Not ours (an earlier version of ourselves, or something planted through our own login): never "delivered".
-          this.opts.logger.warn({ peer: this.peer, name, remoteSize: exists.size }, 'the landing directory held other bytes under this bundle\'s name; replacing them');
-          await this.unlinkQuiet(s, dst);
-          try {
-            await s.call<void>('hardlink the upload to its name', dst, (cb) => s.sftp.ext_openssh_hardlink(part, dst, cb));
-          } catch (again) {
-            throw await this.classify(s, again, `publish ${name}`, dst, 0);
-          }
-          result = 'replaced';
+          if (partStat !== undefined) await this.unlinkQuiet(s, part);
+          await this.fsyncLanding(s);
+          this.counters.publishes++;
+          return 'already';
         }
+        // Not ours (an earlier version of ourselves, or something planted through our own login): never "delivered".
+        this.opts.logger.warn({ peer: this.peer, name, remoteSize: exists.size }, 'the landing directory held other bytes under this bundle\'s name; replacing them');
+        result = 'replaced';
       }
-      // Both requests go out together; the directory fsync is what makes the publish durable.
-      await Promise.all([this.unlinkQuiet(s, part), this.fsyncLanding(s)]);
+      if (partStat === undefined) throw new FerryError('ETRANSPORT', `peer ${this.peer}: the upload ${part} is gone before it was published; uploading it again`, { peer: this.peer, path: part });
+      try {
+        await s.call<void>('rename the upload to its name', dst, (cb) => s.sftp.ext_openssh_rename(part, dst, cb));
+      } catch (err) {
+        throw await this.classify(s, err, `publish ${name}`, dst, 0);
+      }
+      // The rename is durable only once the directory is.
+      await this.fsyncLanding(s);
       this.counters.publishes++;
       return result;
     });
