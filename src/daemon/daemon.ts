@@ -435,6 +435,7 @@ export class Daemon {
     this.config = config;
     if (config.metrics !== metricsBefore) await this.restartMetrics(config.metrics);
     await this.keys.reload();
+    this.receiver.repin(); // a landing directory an operator re-made is pinned afresh
     await this.startShippers();
     this.acceptor.restartScan(); // messages held for want of a route go first, in order
     this.acceptDirty = true;

@@ -54,7 +54,7 @@ export function scanLanding(dir: PinnedDir, opts: ScanOptions): ScanResult {
     const parts = parseBundleName(name);
     const st = dir.lstat(name);
     if (st === undefined) return;
-    if (parts !== undefined) {
+    if (parts !== undefined && st.isFile()) {
       r.candidates.push({ name, parts });
       return;
     }

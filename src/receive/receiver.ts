@@ -134,7 +134,7 @@ export class Receiver {
       const dir = this.pin(s);
       if (dir === undefined) continue;
       const opened = dir.openRead(RECEIPT_NAME);
-      if (opened === undefined) continue;
+      if (opened === undefined || opened.fd < 0) continue;
       let written: Receipt;
       try {
         if (!opened.stat.isFile() || opened.stat.size > RECEIPT_MAX_BYTES) continue;
@@ -188,6 +188,18 @@ export class Receiver {
     const s = this.slots.get(peer);
     if (s) s.receiptDirty = true;
     return rec.alarm;
+  }
+
+  /**
+   * Forgets every pinned landing directory, so the next pass pins them afresh (on a reload, after an operator fixed
+   * or re-made one that was refused as replaced).
+   */
+  repin(): void {
+    for (const s of this.slots.values()) {
+      s.dir?.close();
+      s.dir = undefined;
+      s.held.clear();
+    }
   }
 
   /** landing/* entries that name a host (anything else there is not a peer's and is left to doctor). */

@@ -20,7 +20,7 @@ export { Cluster, FERRY_BIN };
  * made by the returned function; an afterEach stops every daemon and tears the deployment down (users, mounts,
  * chroots, sshd, directory), whether the test passed or not.
  */
-export function useClusters(): (opts: Omit<ClusterOptions, 'dir'>) => Promise<Cluster> {
+export function useClusters(): (opts: Omit<ClusterOptions, 'dir'> & { dir?: string }) => Promise<Cluster> {
   const made: { cluster?: Cluster; dir: string }[] = [];
   afterEach(async () => {
     const all = made.splice(0);
@@ -28,7 +28,7 @@ export function useClusters(): (opts: Omit<ClusterOptions, 'dir'>) => Promise<Cl
     for (const m of all) rmSync(m.dir, { recursive: true, force: true });
   });
   return async (opts) => {
-    const entry: { cluster?: Cluster; dir: string } = { dir: mkdtempSync(join(os.tmpdir(), 'ferry-e2e-')) };
+    const entry: { cluster?: Cluster; dir: string } = { dir: opts.dir ?? mkdtempSync(join(os.tmpdir(), 'ferry-e2e-')) };
     made.push(entry);
     entry.cluster = await Cluster.create({ logLevel: 'info', ...opts, dir: entry.dir });
     return entry.cluster;
@@ -104,6 +104,7 @@ export interface StatusLanding {
   peer: string;
   waiting: number;
   blocked: { seq: number; code: string; reason: string } | null;
+  gaps: number;
   refused: number;
   hostile: number;
   error: string | null;
@@ -200,6 +201,7 @@ export interface TestMessage {
   id: string;
   payload: Uint8Array;
   headers?: Record<string, string>;
+  compression?: 'gzip' | 'br';
 }
 
 /** Seals `messages` into one bundle held in memory (seqs follow `header.firstSeq`). */
@@ -207,6 +209,7 @@ export async function sealBundle(key: SealKey, header: Omit<BundleHeader, 'count
   const parts: Uint8Array[] = [];
   const outgoing = messages.map((m, i) => ({
     meta: { seq: header.firstSeq + i, queue: m.queue, id: m.id, headers: m.headers ?? {}, committed: Date.now(), size: m.payload.length },
+    ...(m.compression ? { compression: m.compression } : {}),
     payload: async function* () { yield m.payload; },
   }));
   await writeSealedBundle({ write: async (c) => { parts.push(c); } }, key, { ...header, count: messages.length, created: Date.now() }, outgoing, opts);
