@@ -1,18 +1,18 @@
 #!/usr/bin/env node
 // npm run demo: two hosts on this machine replicating through a private loopback sshd — ferry's main job, visible.
 //
-// alpha and beta each get a spool, a config and the same pair key; both daemons run as real
-// processes and ship over SFTP to a private OpenSSH sshd on 127.0.0.1 (SFTP-only, host key pinned).
+// alpha and beta each get a spool, a config and the same pair key, on the deployment the README documents: each
+// daemon runs as its host's own system user, and alpha logs in to beta as its own chrooted SFTP-only login that
+// reaches nothing but its landing directory there (private OpenSSH sshd on 127.0.0.1, host key pinned).
 // alpha sends a batch of small messages, a transaction over two queues and one large file; beta
 // takes them and replies. Everything is removed at the end.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdtempSync, mkdirSync, writeFileSync, readdirSync, rmSync, createWriteStream, chmodSync, copyFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, mkdirSync, writeFileSync, readdirSync, rmSync, createWriteStream, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startSshd } from '../dist/devtools/private-sshd.js';
-import { Spool } from '../dist/index.js';
+import { Cluster } from '../dist/devtools/cluster.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ferryBin = join(here, '..', 'bin', 'ferry');
@@ -26,9 +26,13 @@ const step = (n, s) => say(`${bold(`[${n}/6]`)} ${s}`);
 const SMALL = Number(process.env.DEMO_SMALL ?? 500);
 const BIG_MIB = Number(process.env.DEMO_BIG_MIB ?? 64);
 
-function ferry(host, args, opts = {}) {
-  return execFileSync(process.execPath, [ferryBin, ...args, '--config', host.config], { encoding: 'utf8', ...opts });
+/** Runs `ferry ARGS` as the host's daemon user (as every ferry command must run), returning its stdout. */
+function runAs(c, name, args, opts = {}) {
+  const h = c.host(name);
+  const u = h.daemonUser;
+  return execFileSync('setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--init-groups', '--', process.execPath, ferryBin, ...args, '--config', h.config], { encoding: 'utf8', cwd: '/', ...opts });
 }
+const ferry = (host, args, opts) => host.run(args, opts);
 
 async function waitUntil(what, fn, timeoutMs = 120_000) {
   const t0 = Date.now();
@@ -49,64 +53,29 @@ async function sha256(path) {
 }
 
 const work = mkdtempSync(join(tmpdir(), 'ferry-demo-'));
-const daemons = [];
-let sshd;
+let cluster;
 try {
   say(bold('ferry demo — two hosts on this machine, replicating over SSH/SFTP'));
   say(dim(`scratch: ${work}`));
   say();
-  sshd = await startSshd({ forceCommand: true });
-  const fp = execFileSync('ssh-keygen', ['-lf', `${sshd.hostKeyPath}.pub`], { encoding: 'utf8' }).split(' ')[1];
-  step(1, `private sshd on 127.0.0.1:${sshd.port} — SFTP-only account, host key pinned (${fp})`);
-
+  if (process.getuid?.() !== 0) {
+    throw new Error('the demo builds the confined deployment of the README (system users, chroots, bind mounts): run it as root, e.g. `sudo npm run demo`');
+  }
+  // The documented deployment: each host's daemon as its own system user, each sender its own chrooted SFTP-only
+  // login on the receiver (the steps `ferry peer add --print` prints), one private sshd on 127.0.0.1.
+  cluster = await Cluster.create({ hosts: ['alpha', 'beta'], dir: work, daemonUsers: true, logLevel: 'warn' });
+  const login = cluster.deployment.login('beta', 'alpha');
+  const fp = execFileSync('ssh-keygen', ['-lf', '-'], { input: cluster.deployment.hostKeyPub, encoding: 'utf8' }).split(' ')[1];
+  step(1, `private sshd on 127.0.0.1:${cluster.deployment.port}, host key pinned (${fp}); alpha logs in to beta as ${login.user}: SFTP only, chrooted to ${login.chroot}, which holds only /landing`);
   const hosts = {};
   for (const name of ['alpha', 'beta']) {
-    const dir = join(work, name);
-    mkdirSync(join(dir, 'keys'), { recursive: true, mode: 0o700 });
-    hosts[name] = { name, dir, root: join(dir, 'spool'), keys: join(dir, 'keys'), config: join(dir, 'ferry.toml') };
+    const h = cluster.host(name);
+    hosts[name] = { ...h, run: (args, opts = {}) => runAs(cluster, name, args, opts) };
   }
-  for (const [self, peer] of [['alpha', 'beta'], ['beta', 'alpha']]) {
-    const h = hosts[self];
-    writeFileSync(h.config, [
-      `host = "${self}"`,
-      `root = "${h.root}"`,
-      `keys = "${h.keys}"`,
-      `log_level = "warn"`,
-      ``,
-      `[peers.${peer}]`,
-      `ssh = "${sshd.user}@127.0.0.1:${sshd.port}"`,
-      `identity = "${sshd.identityPath}"`,
-      `known_hosts = "${sshd.knownHostsPath}"`,
-      `remote_root = "${hosts[peer].root}"`,
-      ``,
-      `[routes]`,
-      `"*" = ["${peer}"]`,
-      ``,
-    ].join('\n'));
-    ferry(h, ['init']);
-  }
-  const keyLine = ferry(hosts.alpha, ['keys', 'generate', '--peers', 'alpha,beta']).trim();
-  const keyPath = keyLine.split(/\s+/)[0];
-  // Keys are plain files: production deploys them with rsync-over-ssh; here a local copy keeps the mode.
-  const betaKey = join(hosts.beta.keys, keyPath.split('/').pop());
-  try {
-    execFileSync('rsync', ['-a', keyPath, betaKey]);
-  } catch {
-    copyFileSync(keyPath, betaKey);
-    chmodSync(betaKey, 0o600);
-  }
-  step(2, `hosts alpha and beta: spools, configs, one pair key (${keyLine.split(/\s+/)[2]}) deployed to both`);
-
-  for (const h of Object.values(hosts)) {
-    const log = createWriteStream(join(h.dir, 'daemon.log'));
-    const child = spawn(process.execPath, [ferryBin, 'daemon', '--config', h.config], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pipe(log);
-    child.stderr.pipe(log);
-    daemons.push(child);
-    h.daemon = child;
-  }
-  await new Promise((r) => setTimeout(r, 800));
-  step(3, `daemons running: alpha (pid ${hosts.alpha.daemon.pid}), beta (pid ${hosts.beta.daemon.pid})`);
+  step(2, `hosts alpha and beta: spools owned by ${hosts.alpha.daemonUser.name} and ${hosts.beta.daemonUser.name}, configs (remote_root = "${login.remoteRoot}"), one pair key on both`);
+  await cluster.startDaemon('alpha');
+  await cluster.startDaemon('beta');
+  step(3, `daemons running as their own users: alpha (pid ${cluster.host('alpha').daemon.pid}), beta (pid ${cluster.host('beta').daemon.pid})`);
 
   // One message, timed end to end.
   const t1 = Date.now();
@@ -115,7 +84,7 @@ try {
   const firstMs = Date.now() - t1;
 
   // A batch of small messages: `ferry send` with 100 files commits them as one transaction.
-  const batchDir = join(work, 'batch');
+  const batchDir = join(hosts.alpha.dir, 'batch');
   mkdirSync(batchDir);
   const files = [];
   for (let i = 0; i < SMALL; i++) {
@@ -127,13 +96,16 @@ try {
   for (let i = 0; i < files.length; i += 100) ferry(hosts.alpha, ['send', 'events', ...files.slice(i, i + 100)]);
   // A transaction over two queues: both messages become visible to shipping together.
   // (through the library: `ferry send` takes one queue per call).
-  const alphaSpool = await Spool.open(hosts.alpha.root, { host: 'alpha' });
-  const tx = alphaSpool.transaction();
-  await tx.send('orders', '{"order": 42, "items": 3}\n', { headers: { kind: 'order' } });
-  await tx.send('audit', 'order 42 placed\n');
-  await tx.commit();
+  // (through the library, run as alpha's user: `ferry send` takes one queue per call).
+  execFileSync('setpriv', [`--reuid=${hosts.alpha.daemonUser.uid}`, `--regid=${hosts.alpha.daemonUser.gid}`, '--init-groups', '--', process.execPath, '--input-type=module', '-e', `
+    import { Spool } from ${JSON.stringify(join(here, '..', 'dist', 'index.js'))};
+    const spool = await Spool.open(${JSON.stringify(hosts.alpha.root)}, { host: 'alpha' });
+    const tx = spool.transaction();
+    await tx.send('orders', '{"order": 42, "items": 3}\\n', { headers: { kind: 'order' } });
+    await tx.send('audit', 'order 42 placed\\n');
+    await tx.commit();`], { cwd: '/' });
   // One large file, streamed and sealed in chunks.
-  const big = join(work, 'big.bin');
+  const big = join(hosts.alpha.dir, 'big.bin');
   const ws = createWriteStream(big);
   for (let i = 0; i < BIG_MIB; i++) ws.write(randomBytes(1024 * 1024));
   await new Promise((r) => ws.end(r));
@@ -147,8 +119,9 @@ try {
   await waitUntil('the order', () => inboxCount(hosts.beta, 'orders') === 1 && inboxCount(hosts.beta, 'audit') === 1);
   await waitUntil('the big file', () => inboxCount(hosts.beta, 'files') === 1);
   const bigMs = Date.now() - tBig;
-  const outDir = join(work, 'received');
+  const outDir = join(hosts.beta.dir, 'received');
   mkdirSync(outDir);
+  chownSync(outDir, hosts.beta.daemonUser.uid, hosts.beta.daemonUser.gid);
   const got = ferry(hosts.beta, ['take', 'files', '--out', outDir]).trim();
   const gotSum = await sha256(got);
   say(`${bold('[5/6]')} arrived in beta's inbox, byte-identical:`);
@@ -177,8 +150,8 @@ try {
     try { say(dim(execFileSync('tail', ['-5', join(work, name, 'daemon.log')], { encoding: 'utf8' }))); } catch { /* no log */ }
   }
 } finally {
-  for (const d of daemons) d.kill('SIGTERM');
-  await Promise.all(daemons.map((d) => new Promise((r) => (d.exitCode !== null ? r() : d.on('exit', r)))));
-  await sshd?.stop();
+  // Stops the daemons and removes everything the deployment made: users, mounts, chroots, sshd, the directory.
+  await cluster?.stopAll('SIGTERM').catch(() => undefined);
+  await cluster?.destroy().catch((e) => say(`cleanup failed: ${e.message}`));
   rmSync(work, { recursive: true, force: true });
 }
