@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run chaos -- [--kills N] [--messages M] [--seed S] [--max-minutes T] [--keep] [--quiet]
+// npm run chaos -- [--kills N] [--messages M] [--seed S] [--max-minutes T] [--hostile] [--keep] [--quiet]
 //
 // Three hosts on this machine (separate spools, one private loopback sshd), each with a producer
 // committing transactions into a queue fanned out to the two other hosts, and a consumer taking
@@ -12,18 +12,28 @@
 //   ok, lost (committed, never delivered), duplicated (delivered twice), unexpected (delivered,
 //   never even attempted); and for takes: taken twice (committed by two takes), taken after commit (a
 //   payload opened after another take of it committed: scripts/chaos/history.mjs).
-// Prints one summary line; exits 1 on any lost, duplicated, unexpected or double take.
+// Also: reordered (per origin and queue, a message delivered before one its producer committed earlier: inbox
+// names sort in delivery order) and forged (delivered, never committed by any producer under that origin).
+// With --hostile, gamma also acts as a malicious peer through its real logins on alpha and beta (deleting,
+// hiding, corrupting, truncating and chmod-ing its own uploads, pre-creating its future names, planting links,
+// directories and junk, endless uploads, bundles forged under alpha's, beta's or the receiver's own name with its
+// keys, replays of its own shipped bundles, fake receipts, and writes into other peers' directories); every honest
+// message — gamma's own honest daemon's included — must still arrive exactly once and in order.
+// The hosts run on the deployment the README documents: per-peer chrooted SFTP logins, daemons as their own users'
+// processes (here: as root, so producers and consumers can use the library in-process), one private sshd.
+// Prints one summary line; exits 1 on any lost, duplicated, reordered, forged, unexpected or double take.
 // Clock jumps move only the wall clock ferry reads through src/clock.ts, per process group, not the
 // machine's clock (that would disturb everything else running here): the kernel's file times stay true.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync, writeFileSync, renameSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startSshd } from '../dist/devtools/private-sshd.js';
 import { Cluster } from '../dist/devtools/cluster.js';
 import { Spool } from '../dist/index.js';
+import { compareNames } from '../dist/maildir/unique.js';
 import { consumerHistory } from './chaos/history.mjs';
+import { HostilePeer } from './chaos/hostile.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -35,6 +45,8 @@ const KEEP = argv.includes('--keep');
 // Stop injecting faults after this long even if fewer kills were reached (the summary says how many).
 const MAX_MINUTES = Number(opt('max-minutes', Infinity));
 const QUIET = argv.includes('--quiet');
+const HOSTILE = argv.includes('--hostile');
+const HOSTILE_HOST = 'gamma';
 const HOSTS = ['alpha', 'beta', 'gamma'];
 
 let seed = SEED >>> 0;
@@ -46,9 +58,9 @@ const say = (s) => { if (!QUIET) process.stderr.write(`${s}\n`); };
 const work = mkdtempSync(join(tmpdir(), 'ferry-chaos-'));
 const mounts = [];
 const children = new Map(); // key → ChildProcess
-const counts = { kills: 0, pauses: 0, cuts: 0, diskFull: 0, clockJumps: 0 };
-let sshd;
+const counts = { kills: 0, pauses: 0, cuts: 0, diskFull: 0, clockJumps: 0, hostile: 0 };
 let cluster;
+let hostile;
 const t0 = Date.now();
 
 function mountTmpfs(dir, mib) {
@@ -113,6 +125,12 @@ async function restartDead() {
 }
 
 async function fault(diskFullOk) {
+  // The hostile peer acts about as often as every other fault together, and each act is quick.
+  if (HOSTILE && rand() < 0.5) {
+    await hostile.act();
+    counts.hostile += 1;
+    return;
+  }
   // Daemon restarts cost an SSH handshake and a recovery each; producers and consumers restart cheaply.
   const kinds = ['kill-daemon', 'kill-daemon', 'kill-producer', 'kill-producer', 'kill-consumer', 'kill-consumer', 'kill-consumer', 'pause-daemon', 'cut-ssh', 'clock-jump'];
   if (diskFullOk) kinds.push('disk-full');
@@ -141,7 +159,7 @@ async function fault(diskFullOk) {
       d.kill('SIGCONT');
     }
   } else if (kind === 'cut-ssh') {
-    await sshd.killConnections();
+    await cluster.killConnections();
     counts.cuts += 1;
   } else if (kind === 'clock-jump') {
     // One group's clock: back to true time a quarter of the time, else anywhere in ±2 h.
@@ -172,8 +190,8 @@ function classify() {
     }
   }
   const committedSet = new Set(committed);
-  const result = { ok: 0, lost: 0, duplicated: 0, unexpected: 0, takenTwice: 0, takenAfterCommit: 0, indeterminate: 0, deliveries: 0 };
-  const examples = { lost: [], duplicated: [], unexpected: [] };
+  const result = { ok: 0, lost: 0, duplicated: 0, reordered: 0, forged: 0, unexpected: 0, takenTwice: 0, takenAfterCommit: 0, indeterminate: 0, deliveries: 0 };
+  const examples = { lost: [], duplicated: [], unexpected: [], reordered: [] };
   for (const dest of HOSTS) {
     let text = '';
     try { text = readFileSync(logPath('consumer', dest), 'utf8'); } catch { /* no consumer log */ }
@@ -181,11 +199,23 @@ function classify() {
     // written after reading it (scripts/chaos/history.mjs says why).
     const { commits, takes, afterCommit } = consumerHistory(text);
     const leftover = new Map();
+    // Per origin: each message's inbox name (its delivery position), from the first take of it or what is left.
+    const namesOf = new Map();
+    const nameOf = (src, id, name) => {
+      const m = namesOf.get(src) ?? new Map();
+      if (!m.has(id)) m.set(id, name);
+      namesOf.set(src, m);
+    };
+    for (const line of text.split('\n')) {
+      const [verb, q, id, name] = line.split(' ');
+      if (verb === 'take' && name && q?.startsWith('from-')) nameOf(q.slice(5), id, name);
+    }
     for (const src of HOSTS.filter((o) => o !== dest)) {
       const dir = join(cluster.host(dest).root, 'inbox', `from-${src}`, 'new');
       for (const name of existsSync(dir) ? readdirSync(dir) : []) {
         const { id } = JSON.parse(readFileSync(join(dir, name), 'utf8'));
         leftover.set(id, (leftover.get(id) ?? 0) + 1);
+        nameOf(src, id, name);
       }
     }
     const delivered = (id) => {
@@ -197,8 +227,22 @@ function classify() {
     };
     const seen = new Set([...commits.keys(), ...leftover.keys(), ...takes.keys()]);
     for (const id of seen) {
-      if (!attempted.has(id)) { result.unexpected += 1; if (examples.unexpected.length < 5) examples.unexpected.push(`${dest}:${id}`); }
+      if (!attempted.has(id)) {
+        result.unexpected += 1;
+        result.forged += 1; // delivered, but no producer ever committed it under that origin
+        if (examples.unexpected.length < 5) examples.unexpected.push(`${dest}:${id}`);
+      }
       if ((commits.get(id) ?? 0) > 1) result.takenTwice += 1;
+    }
+    // Order (I9): per origin, delivery order (inbox names sort in it) must follow commit order (the producer's sequence).
+    for (const src of HOSTS.filter((o) => o !== dest)) {
+      const delivered = [...(namesOf.get(src) ?? new Map())].sort((a, b) => compareNames(a[1], b[1]));
+      let last = -1;
+      for (const [id] of delivered) {
+        const seq = Number(id.split('-')[1]);
+        if (seq < last) { result.reordered += 1; if (examples.reordered.length < 5) examples.reordered.push(`${dest}:${id} after ${src}-${last}`); }
+        last = Math.max(last, seq);
+      }
     }
     result.takenAfterCommit += afterCommit.size;
     for (const id of committed) {
@@ -226,9 +270,9 @@ async function settled() {
       const out = join(host.root, 'state', 'channels', peer, 'out');
       if (existsSync(out) && readdirSync(out).length > 0) return false;
     }
-    // Dot-files are not messages (ferry skips them: a writer's temporary, a mount probe).
-    const visible = (dir) => readdirSync(dir).filter((n) => !n.startsWith('.')).length;
-    if (visible(join(host.root, 'landing', 'new')) > 0) return false;
+    // Landing directories: bundles and uploads still on their way (the receipt and dot-files are not messages).
+    const visible = (dir) => readdirSync(dir).filter((n) => !n.startsWith('.') && n !== 'ferry.receipt').length;
+    for (const peer of readdirSync(join(host.root, 'landing'))) if (visible(join(host.root, 'landing', peer)) > 0) return false;
     for (const q of readdirSync(join(host.root, 'inbox'))) {
       for (const sub of ['new', 'lease']) if (visible(join(host.root, 'inbox', q, sub)) > 0) return false;
     }
@@ -238,15 +282,17 @@ async function settled() {
 
 let exitCode = 0;
 try {
-  sshd = await startSshd({});
   let diskFullOk = true;
   // Each spool root (only the spool: logs, keys and configs stay off it) is its own small tmpfs.
   for (const h of HOSTS) diskFullOk = mountTmpfs(join(work, 'hosts', h, 'spool'), 512) && diskFullOk;
   cluster = await Cluster.create({
-    hosts: HOSTS, sshd, dir: join(work, 'hosts'), logLevel: 'warn',
+    hosts: HOSTS, dir: join(work, 'hosts'), logLevel: 'warn',
     routes: Object.fromEntries(HOSTS.map((h) => [h, { [`from-${h}`]: HOSTS.filter((o) => o !== h) }])),
+    // The hostile peer's endless uploads are cut here, far below the spools' 512 MiB.
+    receive: { max_bundle_bytes: 32 * 1024 * 1024 },
   });
-  say(`chaos: seed ${SEED}, ${KILLS} kills, ${MESSAGES} messages, 3 hosts in ${work}${diskFullOk ? '' : ' (no tmpfs: disk-full faults off)'}`);
+  if (HOSTILE) hostile = new HostilePeer(cluster, HOSTILE_HOST, rand);
+  say(`chaos: seed ${SEED}, ${KILLS} kills, ${MESSAGES} messages, 3 hosts in ${work}${HOSTILE ? `, ${HOSTILE_HOST} hostile` : ''}${diskFullOk ? '' : ' (no tmpfs: disk-full faults off)'}`);
   for (const g of clockGroups) setClock(g, 0);
   for (const h of HOSTS) await startDaemon(h, true);
   for (const h of HOSTS) { for (let i = 0; i < CONSUMERS; i++) startConsumer(h, i); startProducer(h); }
@@ -259,10 +305,11 @@ try {
     await restartDead();
     if (Date.now() - lastReport > 5000) {
       lastReport = Date.now();
-      say(`  … ${counts.kills} kills, ${counts.pauses} pauses, ${counts.cuts} cuts, ${counts.diskFull} disk-full, ${counts.clockJumps} clock jumps; produced ${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)}/${limitPerHost * HOSTS.length}`);
+      say(`  … ${counts.kills} kills, ${counts.pauses} pauses, ${counts.cuts} cuts, ${counts.diskFull} disk-full, ${counts.clockJumps} clock jumps${HOSTILE ? `, ${counts.hostile} hostile acts` : ''}; produced ${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)}/${limitPerHost * HOSTS.length}`);
     }
   }
   say('  faults over; draining');
+  hostile?.end();
   for (const h of HOSTS) cluster.host(h).daemon?.kill('SIGCONT');
   // Time passes: every clock runs past the furthest lease a forward-jumped consumer may have
   // stamped (up to +2 h plus its lease), as real time would catch up with it. Daemons run true.
@@ -282,11 +329,13 @@ try {
   }
   const { result, examples } = classify();
   const wall = ((Date.now() - t0) / 1000).toFixed(1);
-  const line = `chaos seed=${SEED} kills=${counts.kills} pauses=${counts.pauses} ssh-cuts=${counts.cuts} disk-full=${counts.diskFull} clock-jumps=${counts.clockJumps} messages=${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)} expected-deliveries=${result.ok + result.lost + result.duplicated} ok=${result.ok} lost=${result.lost} duplicated=${result.duplicated} unexpected=${result.unexpected} taken-twice=${result.takenTwice} taken-after-commit=${result.takenAfterCommit} indeterminate=${result.indeterminate} wall=${wall}s`;
+  const isolation = hostile?.isolationBroken.length ?? 0;
+  const line = `chaos seed=${SEED} kills=${counts.kills} pauses=${counts.pauses} ssh-cuts=${counts.cuts} disk-full=${counts.diskFull} clock-jumps=${counts.clockJumps}${HOSTILE ? ` hostile-acts=${counts.hostile} isolation-broken=${isolation}` : ''} messages=${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)} expected-deliveries=${result.ok + result.lost + result.duplicated} ok=${result.ok} lost=${result.lost} duplicated=${result.duplicated} reordered=${result.reordered} forged=${result.forged} unexpected=${result.unexpected} taken-twice=${result.takenTwice} taken-after-commit=${result.takenAfterCommit} indeterminate=${result.indeterminate} wall=${wall}s`;
   process.stdout.write(`${line}\n`);
-  if (result.lost + result.duplicated + result.unexpected + result.takenTwice + result.takenAfterCommit > 0) {
+  if (HOSTILE && !QUIET) process.stderr.write(`hostile actions: ${JSON.stringify(hostile.counts)}\n`);
+  if (result.lost + result.duplicated + result.reordered + result.forged + result.unexpected + result.takenTwice + result.takenAfterCommit + isolation > 0) {
     exitCode = 1;
-    process.stderr.write(`examples: ${JSON.stringify(examples)}\nlogs kept in ${work}\n`);
+    process.stderr.write(`examples: ${JSON.stringify(examples)}${isolation ? ` isolation: ${JSON.stringify(hostile.isolationBroken)}` : ''}\nlogs kept in ${work}\n`);
   }
 } catch (err) {
   exitCode = 2;
@@ -294,10 +343,14 @@ try {
 } finally {
   for (const [, c] of children) if (alive(c)) c.kill('SIGKILL');
   for (const h of HOSTS) { cluster?.host(h).daemon?.kill('SIGCONT'); }
+  hostile?.end();
   await cluster?.stopAll('SIGKILL').catch(() => undefined);
-  await sshd?.stop();
   await sleep(200);
+  // The spools' tmpfs mounts go first (lazily: the deployment's bind mounts still hold them), then the deployment.
   for (const m of mounts) { try { execFileSync('umount', ['-l', m]); } catch { /* keep going */ } }
+  // The daemons' logs live in the hosts' directories, which the deployment removes: keep a copy beside the others.
+  for (const h of HOSTS) { try { copyFileSync(cluster.host(h).log, join(work, `daemon-${h}.log`)); } catch { /* none */ } }
+  await cluster?.deployment.destroy().catch((e) => process.stderr.write(`chaos: cleanup failed: ${e.message}\n`));
   if (exitCode === 0 && !KEEP) rmSync(work, { recursive: true, force: true });
   process.exitCode = exitCode;
 }

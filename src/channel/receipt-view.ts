@@ -15,14 +15,16 @@ export type ReceiptVerdict =
   /** The receiver knows less than it once proved to us: its state was lost or rolled back. */
   | { kind: 'rollback'; why: string };
 
-/** Reads and verifies the peer's receipt; undefined when there is none yet. A receipt that fails verification throws `ERECEIPT`. */
+/** Reads and verifies the peer's receipt; undefined when there is none yet, or what is there does not verify (it proves nothing). */
 export async function fetchReceipt(transport: Transport, keys: KeyLookup, self: string): Promise<Receipt | undefined> {
   const bytes = await transport.readReceipt(RECEIPT_MAX_BYTES);
   if (bytes === undefined || bytes.length === 0) return undefined;
   try {
     return openReceipt(bytes, keys, self, transport.peer);
   } catch (err) {
-    if (isFerryError(err) && err.code === 'EKEY_UNKNOWN') return undefined; // sealed with a key we do not hold (yet)
+    // Not a receipt the peer sealed for us (our own login can put anything there, and the peer rewrites it on its
+    // next pass): it proves nothing, and must not stop shipping either.
+    if (isFerryError(err)) return undefined;
     throw err;
   }
 }

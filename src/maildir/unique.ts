@@ -28,6 +28,15 @@ export function monotonicMicros(): number {
 }
 
 /**
+ * Raises the floor of {@link monotonicMicros} (never lowers it): a process that restarts with its clock stepped back
+ * continues above the names it made before (the receiver persists the floor with its delivered state, so inbox
+ * names keep sorting in delivery order across restarts).
+ */
+export function raiseMicrosFloor(micros: number): void {
+  if (Number.isSafeInteger(micros) && micros > lastMicros) lastMicros = micros;
+}
+
+/**
  * A name unique on this host and never reused (time, pid, per-process sequence, randomness, host),
  * as the maildir convention asks. Names made by one process sort in the order they were made.
  */

@@ -70,7 +70,7 @@ export function openLanding(dir: PinnedDir, name: string, maxBytes: number): { f
   if (opened === undefined) return { kind: 'gone' };
   const { fd, stat } = opened;
   let why: string | undefined;
-  if (fd < 0) return { kind: 'hostile', why: 'a symlink' };
+  if (fd < 0) return { kind: 'hostile', why: stat.isSymbolicLink() ? 'a symlink' : 'not readable by this daemon (its owner took the read permission away)' };
   if (!stat.isFile()) why = 'not a regular file';
   else if (stat.nlink !== 1) why = `a regular file with ${stat.nlink} hard links`;
   else if (stat.dev !== dir.dev) why = 'on another file system than its directory';

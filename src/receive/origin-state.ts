@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { FerryError, errno } from '../errors.js';
 import { ensureDir, fsyncDir, listDir, renameIfExists, replaceFileDurable, unlinkIfExists, writeNewFile } from '../maildir/fsx.js';
+import { monotonicMicros, raiseMicrosFloor } from '../maildir/unique.js';
 
 /** Journals kept per origin for the id window (each names the ids of one delivered bundle or round). */
 export const RETAIN = 64;
@@ -26,6 +27,8 @@ const recordSchema = z.strictObject({
   current: mark.extend({ gaps: z.number().int().min(0), since: z.number() }).nullable(),
   previous: mark.nullable(),
   gen: z.number().int().min(0),
+  /** The highest name time (µs) this host had used when the record was saved: inbox names continue above it after a restart. */
+  names: z.number().int().min(0).optional(),
   /** Set while the channel is stopped by an alarm; only an operator's `ferry receive resync` (or the cause going away) clears it. */
   alarm: z.strictObject({
     code: z.enum(['EDEDUPE_ROLLBACK', 'ESEQ_REUSE', 'EEPOCH_CONFLICT']),
@@ -101,6 +104,8 @@ export class OriginStates {
       const parsed = recordSchema.safeParse(JSON.parse(await fsp.readFile(path, 'utf8')));
       if (!parsed.success) throw new FerryError('ESPOOL', `receive state ${path} is malformed; restore it from a backup of the whole state/receive/ directory`, { path });
       this.records.set(origin, parsed.data);
+      // Names of deliveries after a restart sort after the ones before it, whatever the clock did meanwhile.
+      raiseMicrosFloor(parsed.data.names ?? 0);
     }
   }
 
@@ -122,6 +127,7 @@ export class OriginStates {
 
   /** Persists `record` durably (write, fsync, rename, fsync the directory) before it counts. */
   async save(origin: string, record: OriginRecord): Promise<void> {
+    record.names = monotonicMicros();
     await replaceFileDurable(join(this.originsDir, `${origin}.json`), JSON.stringify(record));
     this.records.set(origin, structuredClone(record));
   }

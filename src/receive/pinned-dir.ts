@@ -126,7 +126,7 @@ export class PinnedDir {
   /**
    * Opens an entry for reading: never through a symlink (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK), and
    * returns the descriptor's own fstat for the caller to judge (regular file, one link, same device). Undefined when
-   * gone; a symlink comes back unopened (`fd` -1, its lstat).
+   * gone; a symlink, or a file its owner made unreadable, comes back unopened (`fd` -1, its lstat).
    */
   openRead(name: string): OpenedEntry | undefined {
     let fd: number;
@@ -134,8 +134,11 @@ export class PinnedDir {
       fd = openSync(this.entry(name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       if (errno(err) === 'ENOENT') return undefined;
-      // Swapped for a symlink since it was listed: report it as what it is, never follow it.
-      if (errno(err) === 'ELOOP') return { fd: -1, stat: lstatSync(this.entry(name)) };
+      // Swapped for a symlink since it was listed, or made unreadable by its owner: report it, never follow it.
+      if (errno(err) === 'ELOOP' || errno(err) === 'EACCES' || errno(err) === 'EPERM') {
+        const st = this.lstat(name);
+        return st === undefined ? undefined : { fd: -1, stat: st };
+      }
       throw err;
     }
     try {

@@ -88,6 +88,8 @@ interface PeerSlot {
   tight: Set<string>;
   view: LandingStatus;
   receiptDirty: boolean;
+  /** The receipt file as this host last wrote it: anything else there (a peer's own) is replaced. */
+  wroteReceipt: { ino: number; size: number; mtimeMs: number } | undefined;
   loggedError: string | undefined;
 }
 
@@ -211,7 +213,7 @@ export class Receiver {
     let s = this.slots.get(peer);
     if (s === undefined) {
       s = {
-        peer, dir: undefined, held: new Map(), refused: [], blockedAt: undefined, tight: new Set(), receiptDirty: true, loggedError: undefined,
+        peer, dir: undefined, held: new Map(), refused: [], blockedAt: undefined, tight: new Set(), receiptDirty: true, wroteReceipt: undefined, loggedError: undefined,
         view: { peer, waiting: 0, uploading: 0, current: null, blocked: null, alarm: null, delivered: 0, gaps: 0, refused: 0, hostile: 0, lastDelivery: null, error: null },
       };
       this.slots.set(peer, s);
@@ -440,9 +442,14 @@ export class Receiver {
     s.view.blocked = { seq: blocked.seq, since: s.blockedAt.since, code: blocked.code, reason: blocked.reason };
   }
 
-  /** Seals and writes the peer's receipt when something changed (or it is missing). A failure is logged: the sender only waits longer. */
+  /**
+   * Seals and writes the peer's receipt when something changed, or when the file there is not the one this host
+   * wrote (missing, or replaced by the peer). A failure is logged: the sender only waits longer.
+   */
   private async writeReceipt(s: PeerSlot, dir: PinnedDir): Promise<void> {
-    if (!s.receiptDirty && dir.lstat(RECEIPT_NAME)?.isFile()) return;
+    const there = dir.lstat(RECEIPT_NAME);
+    const ours = s.wroteReceipt !== undefined && there !== undefined && there.isFile() && there.ino === s.wroteReceipt.ino && there.size === s.wroteReceipt.size && there.mtimeMs === s.wroteReceipt.mtimeMs;
+    if (!s.receiptDirty && ours) return;
     const key = this.opts.receiptKey?.(s.peer);
     if (key === undefined) return;
     const rec = this.states.get(s.peer);
@@ -456,6 +463,8 @@ export class Receiver {
     try {
       dir.replace(RECEIPT_NAME, sealReceipt(key, receipt), 0o640);
       s.receiptDirty = false;
+      const st = dir.lstat(RECEIPT_NAME);
+      s.wroteReceipt = st === undefined ? undefined : { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
     } catch (err) {
       this.log.error({ peer: s.peer, err: err instanceof Error ? err.message : String(err) }, 'could not write the receipt for this peer; its sender keeps its bundles until one is written');
     }
