@@ -206,7 +206,7 @@ export function peerRecipe(opts: PeerRecipeOptions): RecipeStep[] {
       sh: `mountpoint -q ${mnt} || install -d -o root -g root -m 0755 ${mnt}`,
     },
     {
-      why: `Show ${r.peer}'s landing directory, and nothing else, as /landing inside the chroot. This direction keeps the spool one filesystem, so the daemon's renames out of landing/ never cross a mount (EXDEV).`,
+      why: `Show ${r.peer}'s landing directory, and nothing else, as /landing inside the chroot. This direction keeps the directory in the spool, where the daemon pins it; the chroot only shows it.`,
       sh: `mountpoint -q ${mnt} || mount --bind ${landing} ${mnt}`,
     },
   ];

@@ -43,15 +43,16 @@ describe('SSH connections cut in the middle of a bundle upload', () => {
       }
     })();
 
-    // Cut every connection whenever landing/tmp/ holds a partial upload of the big bundle that moved on by 4 MiB since
-    // the last cut (grew past it after a resume, or was restarted and got 4 MiB in).
-    const landingTmp = join(cluster.host('beta').root, 'landing', 'tmp');
+    // Cut every connection whenever alpha's landing directory on beta holds a partial upload (<name>.part) of the big
+    // bundle that moved on by 4 MiB since the last cut (grew past it after a resume, or was restarted and got 4 MiB in).
+    const landing = join(cluster.host('beta').root, 'landing', 'alpha');
+    const uploads = () => [...sizes(landing).entries()].filter(([n]) => n.endsWith('.part')).map(([, size]) => size);
     const cutsAt: number[] = [];
     let last = 0;
-    const partial = () => [...sizes(landingTmp).values()].find((s) => s >= 4 * MiB && s < BIG && (s >= last + 4 * MiB || s < last));
+    const partial = () => uploads().find((s) => s >= 4 * MiB && s < BIG && (s >= last + 4 * MiB || s < last));
     try {
       while (cutsAt.length < CUTS) {
-        await Cluster.until(`a partial upload in beta's landing/tmp that moved 4 MiB since the last cut (cut ${cutsAt.length + 1})`, () => partial() !== undefined, 60_000, 2);
+        await Cluster.until(`a partial upload in alpha's landing directory on beta that moved 4 MiB since the last cut (cut ${cutsAt.length + 1})`, () => partial() !== undefined, 60_000, 2);
         const killed = await cluster.killConnections();
         if (killed === 0) {
           await sleep(5); // between two connections: nothing was cut, try again
@@ -59,7 +60,7 @@ describe('SSH connections cut in the middle of a bundle upload', () => {
         }
         // The upload ran on while the processes were found and killed: measure where it really stopped.
         await sleep(100);
-        last = Math.max(0, ...[...sizes(landingTmp).values()].filter((s) => s < BIG));
+        last = Math.max(0, ...uploads().filter((s) => s < BIG));
         cutsAt.push(last);
       }
     } finally {

@@ -52,7 +52,8 @@ describe('metrics', () => {
       let text = '';
       while (Date.now() < deadline) {
         text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-        if (/^ferry_delivered_messages_total 5$/m.test(text)) break;
+        // Sent counts what the receipt proves delivered: it follows the delivery by one receipt poll.
+        if (/^ferry_delivered_messages_total 5$/m.test(text) && /^ferry_sent_messages_total\{peer="solo"\} 5$/m.test(text)) break;
         await new Promise((r) => setTimeout(r, 100));
       }
       expect(text).toMatch(/^ferry_delivered_messages_total 5$/m);

@@ -57,7 +57,8 @@ describe('hostile entries in a peer\'s landing directory', () => {
     const landing = join(beta, 'landing', 'alpha');
     execFileSync('mkfifo', [join(landing, BUNDLE_LIKE)]);
     execFileSync('mknod', [join(landing, '0000000000000001-000000000002-1-c0ffee00c0ffee00.fb'), 'c', '1', '3']);
-    const victim = join(beta, 'state', 'receive', 'instance');
+    const victim = join(beta, 'state', 'precious');
+    writeFileSync(victim, 'a file of the spool that no peer may make the daemon read\n', { mode: 0o600 });
     linkSync(victim, join(landing, '0000000000000001-000000000003-1-c0ffee00c0ffee00.fb'));
     const before = readFileSync(victim, 'utf8');
     await until('beta removed the planted entries', () => leftovers(cluster).length === 0, 30_000);
