@@ -260,24 +260,35 @@ function classify() {
   return { result, examples };
 }
 
-async function settled() {
-  // Nothing left anywhere on the way: outboxes, channels, landing areas, inboxes (consumers still run).
+/** What is still on its way somewhere, or '' when nothing is: outboxes, channels, landing areas, inboxes (consumers still run). */
+async function pending() {
+  const left = [];
   for (const h of HOSTS) {
     const host = cluster.host(h);
     const spool = await Spool.open(host.root, { host: h });
-    if ((await spool.outbox.entries()).length > 0) return false;
+    const out = (await spool.outbox.entries()).length;
+    if (out > 0) left.push(`${h} outbox: ${out}`);
     for (const peer of readdirSync(join(host.root, 'state', 'channels'))) {
-      const out = join(host.root, 'state', 'channels', peer, 'out');
-      if (existsSync(out) && readdirSync(out).length > 0) return false;
+      const dir = join(host.root, 'state', 'channels', peer, 'out');
+      const n = existsSync(dir) ? readdirSync(dir) : [];
+      if (n.length > 0) left.push(`${h} channel to ${peer}: ${n.slice(0, 3).join(' ')}${n.length > 3 ? ` … (${n.length})` : ''}`);
     }
-    // Landing directories: bundles and uploads still on their way (the receipt and dot-files are not messages).
-    const visible = (dir) => readdirSync(dir).filter((n) => !n.startsWith('.') && n !== 'ferry.receipt').length;
-    for (const peer of readdirSync(join(host.root, 'landing'))) if (visible(join(host.root, 'landing', peer)) > 0) return false;
+    // Landing directories: bundles still to deliver. Not the receipt or dot-files (not messages), and not uploads
+    // in progress (\`.part\`): once every sender's channel is empty (checked above) its bundles are all receipted, so a
+    // \`.part\` left then is a hostile upload cut at the end of the faults, which the receiver removes when stale.
+    const visible = (dir) => readdirSync(dir).filter((n) => !n.startsWith('.') && n !== 'ferry.receipt' && !n.endsWith('.part'));
+    for (const peer of readdirSync(join(host.root, 'landing'))) {
+      const n = visible(join(host.root, 'landing', peer));
+      if (n.length > 0) left.push(`${h} landing from ${peer}: ${n.slice(0, 3).join(' ')}${n.length > 3 ? ` … (${n.length})` : ''}`);
+    }
     for (const q of readdirSync(join(host.root, 'inbox'))) {
-      for (const sub of ['new', 'lease']) if (visible(join(host.root, 'inbox', q, sub)) > 0) return false;
+      for (const sub of ['new', 'lease']) {
+        const n = readdirSync(join(host.root, 'inbox', q, sub)).filter((x) => !x.startsWith('.'));
+        if (n.length > 0) left.push(`${h} inbox ${q}/${sub}: ${n.length}`);
+      }
     }
   }
-  return true;
+  return left.join('; ');
 }
 
 let exitCode = 0;
@@ -316,8 +327,8 @@ try {
   for (const g of clockGroups) setClock(g, g.endsWith('-daemon') ? 0 : MAX_JUMP_MS + 60_000);
   await restartDead();
   const drainStart = Date.now();
-  while (!(await settled())) {
-    if (Date.now() - drainStart > 600_000) throw new Error('did not drain within 10 minutes');
+  for (let left = await pending(); left !== ''; left = await pending()) {
+    if (Date.now() - drainStart > 600_000) throw new Error(`did not drain within 10 minutes; still on the way: ${left}`);
     await restartDead();
     await sleep(500);
   }
