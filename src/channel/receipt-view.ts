@@ -1,5 +1,5 @@
 // Reading the peer's receipt against our own channel: which bundles it proves delivered, and which alarms it raises.
-import { openReceipt, type KeyLookup, type Receipt, type BundleNameParts, RECEIPT_MAX_BYTES } from '../envelope/index.js';
+import { openReceipt, type KeyLookup, type Receipt, type ReceiptRefusal, type BundleNameParts, RECEIPT_MAX_BYTES } from '../envelope/index.js';
 import { isFerryError } from '../errors.js';
 import type { Transport } from '../transport/transport.js';
 import type { AckedState, ChannelState } from './channel-state.js';
@@ -62,3 +62,23 @@ export function covers(r: Receipt | undefined, p: BundleNameParts): boolean {
 export const FINAL_REFUSALS: ReadonlySet<string> = new Set(['EENVELOPE_TOO_LARGE', 'EENVELOPE_BOMB', 'EENVELOPE_QUEUE', 'EKEY_EXPIRED']);
 /** Refusals that say our epoch is over: re-seal into a newer one. */
 export const EPOCH_REFUSALS: ReadonlySet<string> = new Set(['EEPOCH_CLOSED', 'EEPOCH_CONFLICT', 'ESEQ_REUSE']);
+
+/** Whether refusal `f` is about the bundle or gap record named by `p` (a gap record and its bundle share their sequences). */
+export function refusalMatches(f: ReceiptRefusal, p: BundleNameParts): boolean {
+  return p.epoch === f.epoch && p.channel === f.channel && p.firstSeq === f.firstSeq && p.count === f.count && p.gap === (f.gap ?? false);
+}
+
+/**
+ * Whether a refusal gives our bundle up for good (dead letter + gap record). Only a final code, and only when it is
+ * about our own bytes: the refused bytes authenticated (the receiver then names the bundle by its sealed header), or
+ * we can check the cause on our copy — an upload cut for its size, when ours is larger than the receiver's limit; a key
+ * the receiver calls expired, when ours says so too. A refusal of an entry a peer's login could have made up under our
+ * name (a planted oversized upload, junk naming an expired key) is answered by uploading again, never by giving up.
+ */
+export function refusalIsFinal(f: ReceiptRefusal, own: { size: number | undefined; keyExpired: boolean }): boolean {
+  if (!FINAL_REFUSALS.has(f.code)) return false;
+  if (f.authentic === true) return true;
+  if (f.code === 'EENVELOPE_TOO_LARGE') return f.limit !== undefined && own.size !== undefined && own.size > f.limit;
+  if (f.code === 'EKEY_EXPIRED') return own.keyExpired;
+  return false;
+}

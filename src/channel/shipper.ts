@@ -11,6 +11,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { isFerryError } from '../errors.js';
 import { parseBundleName, type KeyLookup, type Receipt, type SealKey } from '../envelope/index.js';
+import { clearKeyId } from '../envelope/wire-format.js';
 import { fsyncDir, listDir, unlinkIfExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
 import type { Transport } from '../transport/transport.js';
@@ -19,7 +20,7 @@ import { Backoff } from './backoff.js';
 import type { AckedState, ChannelDir } from './channel-state.js';
 import { switchEpoch } from './epoch-switch.js';
 import { deadLetterWithGap } from './gap-record.js';
-import { covers, EPOCH_REFUSALS, fetchReceipt, FINAL_REFUSALS, judge } from './receipt-view.js';
+import { covers, EPOCH_REFUSALS, fetchReceipt, FINAL_REFUSALS, judge, refusalIsFinal, refusalMatches } from './receipt-view.js';
 import { now } from '../clock.js';
 
 /** Shipper settings. */
@@ -124,6 +125,16 @@ export class Shipper {
       this.acked = await this.channel.readAcked().catch(() => undefined);
       await this.run();
     })();
+  }
+
+  /**
+   * One shipping round now, outside the loop: read the receipt and act on it, then upload and publish what the window
+   * allows. For drivers that step the protocol by hand (the power-cut round); errors reject instead of backing off.
+   */
+  async shipOnce(): Promise<void> {
+    this.acked ??= await this.channel.readAcked().catch(() => undefined);
+    const names = await this.backlog();
+    if (names.length > 0) await this.cycle(names);
   }
 
   /** Signals that new bundles may be waiting. */
@@ -279,10 +290,10 @@ export class Shipper {
     for (const f of r.refused) {
       const name = names.find((n) => {
         const p = parseBundleName(n);
-        return p !== undefined && p.epoch === f.epoch && p.channel === f.channel && p.firstSeq === f.firstSeq && p.count === f.count;
+        return p !== undefined && refusalMatches(f, p);
       });
       if (name === undefined) continue;
-      if (FINAL_REFUSALS.has(f.code)) {
+      if (FINAL_REFUSALS.has(f.code) && refusalIsFinal(f, await this.ownCopy(name))) {
         // A name is never reused once its bundle is in out/ (a new epoch means new names): the refusal is of these bytes.
         await this.giveUp(name, `refused by ${this.channel.peer} (${f.code}): ${f.reason}`);
         left.delete(name);
@@ -299,9 +310,36 @@ export class Shipper {
         await this.switchTo(f.epoch, `the receiver refused ${name}: ${f.reason}`);
         return undefined;
       }
-      this.log.warn({ peer: this.channel.peer, bundle: name, code: f.code, reason: f.reason }, 'the receiver refused a bundle of ours as damaged; uploading it again');
+      this.log.warn({ peer: this.channel.peer, bundle: name, code: f.code, reason: f.reason }, FINAL_REFUSALS.has(f.code)
+        ? 'the receiver refused an entry under the name of a bundle of ours, for a cause our copy does not have (made by our login?); uploading it again'
+        : 'the receiver refused a bundle of ours as damaged; uploading it again');
     }
     return names.filter((n) => left.has(n));
+  }
+
+  /** What our copy of `name` says for checking a refusal: its size, and whether the key it is sealed with expired here too. */
+  private async ownCopy(name: string): Promise<{ size: number | undefined; keyExpired: boolean }> {
+    const path = join(this.channel.out, name);
+    const size = (await fsp.stat(path).catch(() => undefined))?.size;
+    let keyExpired = false;
+    const head = Buffer.alloc(7 + 64);
+    const fh = await fsp.open(path, 'r').catch(() => undefined);
+    if (fh !== undefined) {
+      try {
+        const { bytesRead } = await fh.read(head, 0, head.length, 0);
+        const id = clearKeyId(head.subarray(0, bytesRead));
+        if (id !== undefined) {
+          try {
+            this.opts.keys.open(id);
+          } catch (err) {
+            keyExpired = isFerryError(err, 'EKEY_EXPIRED');
+          }
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+    return { size, keyExpired };
   }
 
   /** Gives up on bundles that outlived the message lifetime: dead letter, and a gap record in their place. */

@@ -19,6 +19,8 @@ export { sodiumReady } from './sodium.js';
 export { writeSealedBundle, type WriteBundleOptions } from './write-bundle.js';
 /** Verifies and parses a sealed bundle as it streams in (see read-bundle.ts). */
 export { readSealedBundle } from './read-bundle.js';
+/** Whether a bundle's defect concerns bytes that authenticated (the sender's own), and that bundle's header. */
+export { authenticHeaderOf } from './parser.js';
 /** One in-memory message sealed and opened synchronously (see single-message.ts). */
 export {
   sealMessage,

@@ -51,12 +51,31 @@ type FrameState = 'header' | 'item' | 'raw' | 'block-len' | 'block' | 'tail' | '
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+const AUTHENTIC = new WeakMap<FerryError, BundleHeader>();
+
+/**
+ * The header of the bundle a failure is about, when the failure concerns bytes that authenticated under the pair key
+ * (its header, a message's metadata, a payload that inflates too far): only the key's holders can have sealed those,
+ * so the failure is about the sender's own bundle, whatever name it was found under. Undefined for failures of bytes
+ * that did not authenticate (the clear prefix, framing, a MAC): anyone with a login can make those.
+ */
+export function authenticHeaderOf(err: unknown): BundleHeader | undefined {
+  return err instanceof FerryError ? AUTHENTIC.get(err) : undefined;
+}
+
+/** Records that `err` concerns authenticated plaintext of the bundle with `header`. */
+export function markAuthentic(err: FerryError, header: BundleHeader): void {
+  AUTHENTIC.set(err, header);
+}
+
 export class BundleParser {
   private readonly input = new ByteQueue();
   private readonly plain = new ByteQueue();
   private inputEnded = false;
   private inputBytes = 0;
   private failure: FerryError | undefined;
+  /** True while the frame layer runs: a failure then concerns plaintext that authenticated (see {@link authenticHeaderOf}). */
+  private frameLayer = false;
 
   private env: EnvState = 'prefix';
   private prefix: Uint8Array | undefined;
@@ -100,7 +119,9 @@ export class BundleParser {
     if (this.failure !== undefined) throw this.failure;
     try {
       for (;;) {
+        this.frameLayer = true;
         const ev = this.frameStep();
+        this.frameLayer = false;
         if (ev !== NEED_PLAIN) return ev;
         const r = this.envelopeStep();
         if (r === 'need-input') return NEED_INPUT;
@@ -117,9 +138,15 @@ export class BundleParser {
       this.failure = isFerryError(err)
         ? err
         : new FerryError('EENVELOPE_FORMAT', 'the bundle could not be parsed.', { cause: err });
+      if (this.frameLayer && this.header !== undefined) markAuthentic(this.failure, this.header);
       this.dispose();
       throw this.failure;
     }
+  }
+
+  /** True when `err` is this parser's own failure (not one of the inflater or a handler). */
+  failedWith(err: unknown): boolean {
+    return err === this.failure;
   }
 
   /** Frees crypto state; call when abandoning the parser early. */

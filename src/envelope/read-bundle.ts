@@ -2,7 +2,7 @@
 
 import { FerryError } from '../errors.js';
 import { inflateStream, inflateSync } from './decompress.js';
-import { BundleParser, NEED_INPUT, type ParseEvent } from './parser.js';
+import { BundleParser, markAuthentic, NEED_INPUT, type ParseEvent } from './parser.js';
 import { concatBytes } from './sealer.js';
 import { sodiumReady } from './sodium.js';
 import type { BundleHandler, BundleHeader, KeyLookup, Limits, MessageMeta, PayloadSink } from './types.js';
@@ -61,17 +61,25 @@ export async function readSealedBundle(
   };
 
   let sink: PayloadSink | undefined;
+  let header: BundleHeader | undefined;
   try {
     for (;;) {
       const ev = await nextEvent();
       switch (ev.kind) {
         case 'header':
+          header = ev.header;
           await handler.onHeader?.(ev.header, ev.key);
           break;
         case 'message':
           sink = await handler.onMessage(ev.meta);
           if (ev.meta.compression !== undefined) {
-            await inflateInto(ev.meta, nextEvent, sink, resolved.maxInflateRatio);
+            try {
+              await inflateInto(ev.meta, nextEvent, sink, resolved.maxInflateRatio);
+            } catch (err) {
+              // A payload that does not inflate as declared authenticated as sealed: the defect is the sender's own.
+              if (err instanceof FerryError && !parser.failedWith(err) && header !== undefined && err.code.startsWith('EENVELOPE_')) markAuthentic(err, header);
+              throw err;
+            }
             await sink.end();
             sink = undefined;
           }

@@ -52,7 +52,15 @@ const receiptSchema = z.strictObject({
   /** Why the channel does not move, when it does not: the next sequence missing, or an alarm. */
   blocked: z.strictObject({ seq, since: seq, code, reason: text }).nullable(),
   /** Bundles the receiver refused (quarantined), most recent last. */
-  refused: z.array(z.strictObject({ epoch: seq.min(1), channel: z.string().regex(CHANNEL_RE), firstSeq: seq, count: seq, code, reason: text, at: seq })).max(RECEIPT_MAX_REFUSED),
+  refused: z.array(z.strictObject({
+    epoch: seq.min(1), channel: z.string().regex(CHANNEL_RE), firstSeq: seq, count: seq, code, reason: text, at: seq,
+    /** A gap record was refused (its name ends in .gap), not a bundle. */
+    gap: z.boolean().optional(),
+    /** The refused bytes authenticated under the pair key: the sender's own bundle, identified by its sealed header, not by a name. */
+    authentic: z.boolean().optional(),
+    /** For an upload cut for its size: the most bytes this receiver reads. */
+    limit: seq.optional(),
+  })).max(RECEIPT_MAX_REFUSED),
 });
 
 /** What a receiver tells a sender about the sender's channel. */

@@ -8,7 +8,7 @@
 import { closeSync, read as readCb, readSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { FerryError, errno, isFerryError } from '../errors.js';
-import { readSealedBundle, type BundleHeader, type KeyLookup, type MessageMeta, type PayloadSink } from '../envelope/index.js';
+import { authenticHeaderOf, readSealedBundle, type BundleHeader, type KeyLookup, type MessageMeta, type PayloadSink } from '../envelope/index.js';
 import type { DeliveryItem } from '../inbox/delivery.js';
 import { crashPoint } from '../spool/crash-point.js';
 import type { Spool } from '../spool/spool.js';
@@ -28,7 +28,8 @@ export type Outcome =
   | { kind: 'partial'; journal: Journal }
   | { kind: 'held'; code: string; reason: string; seq: number; header?: BundleHeader }
   | { kind: 'alarm' }
-  | { kind: 'refused'; err: FerryError }
+  /** `header`: the refused bytes authenticated, and this is what they sealed (the receipt names the bundle by it, never by the landing name). */
+  | { kind: 'refused'; err: FerryError; header?: BundleHeader }
   | { kind: 'retransmission' }
   | { kind: 'hostile'; why: string }
   | { kind: 'gone' };
@@ -141,7 +142,8 @@ export async function deliverBundle(ctx: DeliveryContext, peer: string, landing:
     if (err instanceof Stop) return stopped(ctx, peer, err.decision, rec, header);
     if (localError === undefined && isFerryError(err) && !err.recoverable) {
       if (err.code === 'EKEY_UNKNOWN') return { kind: 'held', code: 'EKEY_UNKNOWN', reason: err.message, seq: (rec.current?.hwm ?? 0) + 1 };
-      return { kind: 'refused', err };
+      const authentic = authenticHeaderOf(err);
+      return { kind: 'refused', err, ...(authentic ? { header: authentic } : {}) };
     }
     throw localError ?? err;
   }
@@ -178,7 +180,7 @@ function skipItem(meta: MessageMeta): DeliveryItem {
 /** Turns a decision that stopped the read into an outcome; an alarm is recorded at once, so the channel stops. */
 async function stopped(ctx: DeliveryContext, peer: string, d: Stop['decision'], rec: ReturnType<OriginStates['get']>, header: BundleHeader | undefined): Promise<Outcome> {
   if (d.kind === 'hold') return { kind: 'held', code: d.code, reason: d.reason, seq: d.seq, ...(header ? { header } : {}) };
-  if (d.kind === 'refuse') return { kind: 'refused', err: d.err };
+  if (d.kind === 'refuse') return { kind: 'refused', err: d.err, ...(header ? { header } : {}) };
   await ctx.states.save(peer, { ...rec, alarm: d.alarm });
   return { kind: 'alarm' };
 }
@@ -196,13 +198,13 @@ function compareIds(h: BundleHeader, seen: Array<{ seq: number; id: string }>, b
       continue;
     }
     if (was !== id) {
-      return { kind: 'refused', err: new FerryError('ESEQ_REUSE', `${peer} reused sequence ${seq} of epoch ${h.epoch ?? 1} for message ${id}, but ${was === null ? 'a gap record skipped that sequence' : `message ${was} was delivered under it`}: the sender was restored from a backup; it must move to a new epoch (it does so by itself when it reads this host's receipt)`, { peer }) };
+      return { kind: 'refused', header: h, err: new FerryError('ESEQ_REUSE', `${peer} reused sequence ${seq} of epoch ${h.epoch ?? 1} for message ${id}, but ${was === null ? 'a gap record skipped that sequence' : `message ${was} was delivered under it`}: the sender was restored from a backup; it must move to a new epoch (it does so by itself when it reads this host's receipt)`, { peer }) };
     }
   }
   // A bundle delivered a message per round on a full disk may outlive the window of its own early rounds: only a
   // bundle that brings nothing new is judged by ids it cannot compare.
   if (unknown > 0 && !continuing) {
-    return { kind: 'refused', err: new FerryError('EENVELOPE_REPLAY', `sequences ${h.firstSeq}..${lastOf(h)} of epoch ${h.epoch ?? 1} from ${peer} were delivered already, ${unknown} of them too long ago to compare their ids (a replay, or a sender restored from an old backup)`, { peer }) };
+    return { kind: 'refused', header: h, err: new FerryError('EENVELOPE_REPLAY', `sequences ${h.firstSeq}..${lastOf(h)} of epoch ${h.epoch ?? 1} from ${peer} were delivered already, ${unknown} of them too long ago to compare their ids (a replay, or a sender restored from an old backup)`, { peer }) };
   }
   return undefined;
 }

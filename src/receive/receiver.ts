@@ -251,7 +251,7 @@ export class Receiver {
     s.view.uploading = scan.uploading;
     for (const o of scan.oversized) {
       const err = new FerryError('EENVELOPE_TOO_LARGE', `the upload of ${o.name} from ${s.peer} grew past ${this.limits.maxBundleBytes} bytes, the most this host reads (receive.max_bundle_bytes); it was cut and removed`, { peer: s.peer });
-      this.refuse(s, o.name, err);
+      this.refuse(s, o.name, err, { limit: this.limits.maxBundleBytes });
     }
     const candidates = scan.candidates.sort((a, b) => compare(a, b));
     const done: string[] = [];
@@ -361,7 +361,7 @@ export class Receiver {
         if (open) await this.quarantine.copyIn(s.peer, name, open.fd, open.size, o.err, keyIdOf(open.fd));
         dir.unlink(name);
         this.counters.quarantined += 1;
-        this.refuse(s, name, o.err);
+        this.refuse(s, name, o.err, o.header ? { header: o.header } : o.err.code === 'EENVELOPE_TOO_LARGE' ? { limit: this.limits.maxBundleBytes } : {});
         this.log.warn({ peer: s.peer, landing: name, code: o.err.code, reason: o.err.message }, 'bundle refused and quarantined');
         return o;
       }
@@ -389,10 +389,15 @@ export class Receiver {
     }
   }
 
-  /** Records a refusal for the peer's receipt (its sender decides from the code whether to upload again or give up). */
-  private refuse(s: PeerSlot, name: string, err: FerryError): void {
+  /**
+   * Records a refusal for the peer's receipt (its sender decides from it whether to upload again or give up). A refusal
+   * of bytes that authenticated names the bundle by its sealed header; any other names only the landing entry (which
+   * the peer's login can make up), and its sender gives up on nothing for it unless it can check the cause on its own
+   * bytes (`limit`: an upload cut for its size).
+   */
+  private refuse(s: PeerSlot, name: string, err: FerryError, about: { header?: BundleHeader; limit?: number } = {}): void {
     s.view.refused += 1;
-    const p = refusalOf(name, err);
+    const p = refusalOf(name, err, about);
     if (p) s.refused = [...s.refused, p].slice(-RECEIPT_MAX_REFUSED);
     s.receiptDirty = true;
   }
@@ -477,10 +482,13 @@ function pickMark(m: { epoch: number; channel: string; hwm: number } | null): { 
 }
 
 /** The refusal a receipt reports for a landing file, from its name (the sender matches it to its own copy). */
-function refusalOf(name: string, err: FerryError): ReceiptRefusal | undefined {
+function refusalOf(name: string, err: FerryError, about: { header?: BundleHeader; limit?: number }): ReceiptRefusal | undefined {
+  const base = { code: err.code, reason: err.message, at: now() };
+  const h = about.header;
+  if (h !== undefined) return { epoch: h.epoch ?? 1, channel: h.channel, firstSeq: h.firstSeq, count: h.count, gap: h.kind === 'gap', authentic: true, ...base };
   const p = parseBundleName(name);
   if (!p) return undefined;
-  return { epoch: p.epoch, channel: p.channel, firstSeq: p.firstSeq, count: p.count, code: err.code, reason: err.message, at: now() };
+  return { epoch: p.epoch, channel: p.channel, firstSeq: p.firstSeq, count: p.count, gap: p.gap, ...(about.limit !== undefined ? { limit: about.limit } : {}), ...base };
 }
 
 function compare(a: Candidate, b: Candidate): number {
