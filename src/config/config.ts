@@ -6,6 +6,7 @@ import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { FerryError, errno } from '../errors.js';
 import { DEFAULT_RECEIVE_LIMITS, type ReceiveLimits } from '../receive/limits.js';
+import { DEFAULT_QUARANTINE_BOUNDS } from '../receive/quarantine.js';
 
 /** Default config path when neither `--config` nor `$FERRY_CONFIG` is given. */
 export const DEFAULT_CONFIG_PATH = '/etc/ferry/ferry.toml';
@@ -49,6 +50,10 @@ const receiveSchema = z.strictObject({
   max_inflate_ratio: z.number().min(1).default(DEFAULT_RECEIVE_LIMITS.maxInflateRatio),
   /** Free space delivery never eats into, bytes (default: 64 MiB, or 2 % of the file system when less). */
   reserve_bytes: byteCount.optional(),
+  /** Most refused bundles kept in quarantine per peer; past it the oldest go. */
+  quarantine_max_entries: z.number().int().min(1).default(DEFAULT_QUARANTINE_BOUNDS.maxEntries),
+  /** Most bytes of refused bundles kept in quarantine per peer; past it the oldest go. */
+  quarantine_max_bytes: byteCount.min(1).default(DEFAULT_QUARANTINE_BOUNDS.maxBytes),
   /** Where `ferry peer add` put the per-peer chroots (`<chroot_base>/<peer>`), for `ferry doctor`. */
   chroot_base: z.string().startsWith('/', 'an absolute path').default('/srv/ferry'),
   /** The prefix of the peers' login names (`<login_prefix><peer>`), for `ferry doctor`. */
@@ -131,6 +136,8 @@ export interface FerryConfig {
   receive: ReceiveLimits;
   /** Where the peers' logins and chroots are, for `ferry doctor`. */
   inbound: { chrootBase: string; loginPrefix: string; sshdConfig: string | undefined };
+  /** How much quarantine keeps per peer. */
+  quarantine: { maxEntries: number; maxBytes: number };
 }
 
 /** Overrides from the command line. */
@@ -202,6 +209,7 @@ export function validateConfig(raw: unknown, path: string | undefined, overrides
       maxBundleBytes: c.receive.max_bundle_bytes, maxBundleMessages: c.receive.max_bundle_messages, maxMessageBytes: c.receive.max_message_bytes,
       maxBundleInflatedBytes: c.receive.max_bundle_inflated_bytes, maxInflateRatio: c.receive.max_inflate_ratio, reserveBytes: c.receive.reserve_bytes,
     },
+    quarantine: { maxEntries: c.receive.quarantine_max_entries, maxBytes: c.receive.quarantine_max_bytes },
     inbound: { chrootBase: c.receive.chroot_base, loginPrefix: c.receive.login_prefix, sshdConfig: c.receive.sshd_config },
   };
 }

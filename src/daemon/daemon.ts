@@ -77,6 +77,7 @@ export class Daemon {
   private receiveWake: (() => void) | undefined;
   private acceptDirty = true;
   private receiveDirty = true;
+  private writingStatus = false;
   private loops: Promise<void>[] = [];
   private readonly started = now();
   /** Accept passes and epoch switches both rewrite channel state: one at a time. */
@@ -125,6 +126,7 @@ export class Daemon {
       await this.acceptor.recover();
       this.receiver = new Receiver(this.spool, this.openingKeys(), this.log, {
         limits: this.config.receive,
+        quarantine: this.config.quarantine,
         receiptKey: (peer) => {
           try {
             return this.sealingKey(peer);
@@ -417,6 +419,7 @@ export class Daemon {
       this.receiveDirty = false;
       try {
         await this.receiver.processOnce();
+        if (this.receiver.more) this.receiveDirty = true; // a peer used up its share: go round again at once
       } catch (err) {
         this.log.error({ err: String(err instanceof Error ? err.message : err) }, 'delivering into the inbox failed; the bundle stays in the landing area for a retry');
         this.receiveDirty = true;
@@ -465,8 +468,18 @@ export class Daemon {
     };
   }
 
+  /**
+   * Writes state/status.json. One write at a time: a tick that finds the last one still running is skipped (under a
+   * flood a status could take longer than the 1-s tick, and overlapping ones piled up until the daemon ran out of memory).
+   */
   private async writeStatus(): Promise<void> {
-    await replaceFileDurable(join(this.spool.layout.state, 'status.json'), JSON.stringify(await this.status()));
+    if (this.writingStatus) return;
+    this.writingStatus = true;
+    try {
+      await replaceFileDurable(join(this.spool.layout.state, 'status.json'), JSON.stringify(await this.status()));
+    } finally {
+      this.writingStatus = false;
+    }
   }
 
   /** Stops: no new work, uploads and deliveries in flight finish, then the lock is released. */

@@ -36,9 +36,40 @@ export interface QuarantinedBundle {
   reason: QuarantineReason;
 }
 
-/** state/quarantine/: one directory per peer. */
+/** How much quarantine keeps per peer; past either bound the oldest entries of that peer go. */
+export interface QuarantineBounds {
+  /** Most bytes of one refused bundle copied in. Default 64 MiB. */
+  maxCopyBytes: number;
+  /** Most entries kept per peer. Default 1 000. */
+  maxEntries: number;
+  /** Most bytes of copies kept per peer. Default 1 GiB. */
+  maxBytes: number;
+}
+
+export const DEFAULT_QUARANTINE_BOUNDS: Readonly<QuarantineBounds> = Object.freeze({ maxCopyBytes: 64 * 2 ** 20, maxEntries: 1_000, maxBytes: 2 ** 30 });
+
+/** A peer's quarantine as this process knows it: entry names oldest first (they start with the time), and their sizes. */
+interface Tally {
+  names: string[];
+  sizes: Map<string, number>;
+  bytes: number;
+}
+
+/**
+ * state/quarantine/: one directory per peer, bounded per peer. What fills it is what a peer's login uploads, and the
+ * daemon writes it under its own user, outside the login's quota: without a bound a peer could fill the spool's disk
+ * with junk refused one file at a time. Past the bound the peer's oldest entries are removed (and counted, and
+ * logged): the evidence kept is the newest, the room it takes is known.
+ */
 export class Quarantine {
-  constructor(private readonly dir: string, private readonly maxCopyBytes = 64 * 1024 * 1024) {}
+  private readonly bounds: QuarantineBounds;
+  private readonly tallies = new Map<string, Tally>();
+  /** Entries removed to keep within the bounds, since this process started. */
+  pruned = 0;
+
+  constructor(private readonly dir: string, bounds: Partial<QuarantineBounds> = {}) {
+    this.bounds = { ...DEFAULT_QUARANTINE_BOUNDS, ...bounds };
+  }
 
   /**
    * Copies `size` bytes (at most `maxCopyBytes`) of the open file `fd` into quarantine/<peer>/ with `err` as its
@@ -47,9 +78,10 @@ export class Quarantine {
   async copyIn(peer: string, landing: string, fd: number, size: number, err: FerryError, keyId?: string): Promise<string> {
     const dir = join(this.dir, peer);
     await ensureDir(dir);
+    const t = await this.tally(peer); // before the copy, so the listing does not count it too
     const qname = `${now()}.${landing}`;
     const path = join(dir, qname);
-    const copy = Math.min(size, this.maxCopyBytes);
+    const copy = Math.min(size, this.bounds.maxCopyBytes, this.bounds.maxBytes);
     try {
       await this.copy(fd, `${path}.tmp`, copy);
       await fsp.rename(`${path}.tmp`, path);
@@ -59,7 +91,46 @@ export class Quarantine {
     }
     const reason: QuarantineReason = { code: err.code, reason: err.message, at: now(), peer, landing, size, truncated: copy < size, ...(keyId ? { keyId } : {}) };
     await replaceFileDurable(`${path}${REASON}`, JSON.stringify(reason));
+    t.names.push(qname);
+    t.sizes.set(qname, copy);
+    t.bytes += copy;
+    await this.prune(peer, t);
     return path;
+  }
+
+  /** The peer's entries, read from disk once per process, kept up to date by copyIn and remove after that. */
+  private async tally(peer: string): Promise<Tally> {
+    let t = this.tallies.get(peer);
+    if (t !== undefined) return t;
+    t = { names: [], sizes: new Map(), bytes: 0 };
+    const dir = join(this.dir, peer);
+    for (const name of (await listDir(dir).catch(() => [] as string[])).sort()) {
+      if (!isEntry(name)) continue;
+      const size = (await fsp.lstat(join(dir, name)).catch(() => undefined))?.size ?? 0;
+      t.names.push(name);
+      t.sizes.set(name, size);
+      t.bytes += size;
+    }
+    this.tallies.set(peer, t);
+    return t;
+  }
+
+  /** Removes the peer's oldest entries while it holds more than the bounds allow (never the one just copied in). */
+  private async prune(peer: string, t: Tally): Promise<void> {
+    let removed = 0;
+    while (t.names.length > 1 && (t.names.length > this.bounds.maxEntries || t.bytes > this.bounds.maxBytes)) {
+      const oldest = t.names.shift() as string;
+      t.bytes -= t.sizes.get(oldest) ?? 0;
+      t.sizes.delete(oldest);
+      const path = join(this.dir, peer, oldest);
+      await unlinkIfExists(path);
+      await unlinkIfExists(`${path}${REASON}`);
+      removed += 1;
+    }
+    if (removed > 0) {
+      this.pruned += removed;
+      await fsyncDir(join(this.dir, peer));
+    }
   }
 
   private async copy(fd: number, to: string, copy: number): Promise<void> {
@@ -93,7 +164,7 @@ export class Quarantine {
         throw err;
       }
       for (const name of names) {
-        if (name.endsWith(REASON) || name.endsWith('.tmp') || name.includes(`${REASON}.tmp-`)) continue;
+        if (!isEntry(name)) continue;
         const path = join(dir, name);
         let reason: QuarantineReason;
         try {
@@ -107,9 +178,17 @@ export class Quarantine {
     return out;
   }
 
-  /** Number of quarantined bundles (not counting reason files). */
+  /** Number of quarantined bundles (not counting reason files): directory listings only, no file is read. */
   async count(): Promise<number> {
-    return (await this.list()).length;
+    let n = 0;
+    for (const peer of await listDir(this.dir)) {
+      try {
+        for (const name of await listDir(join(this.dir, peer))) if (isEntry(name)) n += 1;
+      } catch (err) {
+        if (errno(err) !== 'ENOTDIR') throw err;
+      }
+    }
+    return n;
   }
 
   /** Removes a quarantined bundle and its reason (after it was delivered from its copy). */
@@ -117,7 +196,13 @@ export class Quarantine {
     await unlinkIfExists(path);
     await unlinkIfExists(`${path}${REASON}`);
     await fsyncDir(join(path, '..'));
+    this.tallies.clear(); // the next copy reads the directory again
   }
+}
+
+/** Whether a name in a peer's quarantine directory is a copied bundle (not its reason, not a copy in progress). */
+function isEntry(name: string): boolean {
+  return !(name.endsWith(REASON) || name.endsWith('.tmp') || name.includes(`${REASON}.tmp-`));
 }
 
 /** The key id in the clear prefix of the bundle open at `fd` (see envelope/wire-format.ts), or undefined if unreadable. */

@@ -22,7 +22,7 @@ import { scanLanding, type Candidate } from './landing-scan.js';
 import { DEFAULT_RECEIVE_LIMITS, type ReceiveLimits } from './limits.js';
 import { OriginStates, resynced, type OriginAlarm } from './origin-state.js';
 import { PinnedDir } from './pinned-dir.js';
-import { Quarantine, keyIdOf } from './quarantine.js';
+import { Quarantine, keyIdOf, type QuarantineBounds } from './quarantine.js';
 import { journalFile, pendingJournals, readJournal, retainedName, type Journal } from './receive-journal.js';
 import { now } from '../clock.js';
 
@@ -38,8 +38,14 @@ export interface ReceiverOptions {
   partStaleMs?: number;
   /** Most entries looked at per landing directory per pass. Default 100 000. */
   scanMax?: number;
-  /** Most bytes of one refused bundle copied into quarantine. Default 64 MiB. */
-  quarantineCopyBytes?: number;
+  /** How much quarantine keeps per peer (see {@link QuarantineBounds}). */
+  quarantine?: Partial<QuarantineBounds>;
+  /**
+   * Most landing files one peer has acted on (delivered, refused, removed) in one pass; the rest wait for the next
+   * pass, after every other peer had its turn. Keeps a peer that floods its directory from starving the others.
+   * Default 256.
+   */
+  perPass?: number;
 }
 
 /** Totals since start, for metrics. */
@@ -50,6 +56,8 @@ export interface ReceiverCounters {
   quarantined: number;
   gaps: number;
   hostile: number;
+  /** Quarantine entries removed to keep it within its bounds (oldest first). */
+  quarantinePruned: number;
   lastError?: { at: number; message: string };
   lastDelivery?: number;
 }
@@ -97,14 +105,16 @@ interface PeerSlot {
 export class Receiver {
   readonly states: OriginStates;
   readonly quarantine: Quarantine;
-  readonly counters: ReceiverCounters = { bundles: 0, delivered: 0, duplicates: 0, quarantined: 0, gaps: 0, hostile: 0 };
+  readonly counters: ReceiverCounters = { bundles: 0, delivered: 0, duplicates: 0, quarantined: 0, gaps: 0, hostile: 0, quarantinePruned: 0 };
+  /** Whether the last pass left files unread because a peer used up its share ({@link ReceiverOptions.perPass}). */
+  more = false;
   private readonly limits: ReceiveLimits;
   private readonly slots = new Map<string, PeerSlot>();
   private readonly uid: number;
 
   constructor(private readonly spool: Spool, private readonly keys: KeyLookup, private readonly log: Log, private readonly opts: ReceiverOptions = {}) {
     this.states = new OriginStates(spool.layout.receive);
-    this.quarantine = new Quarantine(spool.layout.quarantine, opts.quarantineCopyBytes);
+    this.quarantine = new Quarantine(spool.layout.quarantine, opts.quarantine);
     this.limits = { ...DEFAULT_RECEIVE_LIMITS, ...opts.limits };
     this.uid = opts.uid ?? process.geteuid?.() ?? 0;
   }
@@ -163,6 +173,7 @@ export class Receiver {
   async processOnce(): Promise<number> {
     let delivered = 0;
     let firstError: unknown;
+    this.more = false;
     for (const peer of await this.peerDirs()) {
       try {
         delivered += await this.processPeer(this.slot(peer));
@@ -261,6 +272,7 @@ export class Receiver {
     const seen = new Set(candidates.map((c) => c.name));
     for (const name of s.held.keys()) if (!seen.has(name)) s.held.delete(name);
     const holds: Array<{ seq: number; code: string; reason: string }> = [];
+    let budget = this.opts.perPass ?? 256;
     for (const c of candidates) {
       const rec = this.states.get(s.peer);
       const cached = this.heldHeader(s, dir, c.name);
@@ -270,6 +282,10 @@ export class Receiver {
           holds.push({ seq: d.seq, code: d.code, reason: d.reason });
           continue;
         }
+      }
+      if (budget-- <= 0) {
+        this.more = true; // this peer's share of the pass is used up (a held file costs none): the rest next pass
+        break;
       }
       try {
         const r = await this.processOne(s, dir, c.name);
@@ -358,7 +374,14 @@ export class Receiver {
   private async settle(s: PeerSlot, dir: PinnedDir, name: string, o: Outcome, open: { fd: number; size: number } | undefined): Promise<Outcome> {
     switch (o.kind) {
       case 'refused': {
-        if (open) await this.quarantine.copyIn(s.peer, name, open.fd, open.size, o.err, keyIdOf(open.fd));
+        if (open) {
+          const before = this.quarantine.pruned;
+          await this.quarantine.copyIn(s.peer, name, open.fd, open.size, o.err, keyIdOf(open.fd));
+          if (this.quarantine.pruned > before) {
+            this.counters.quarantinePruned = this.quarantine.pruned;
+            this.log.warn({ peer: s.peer, removed: this.quarantine.pruned - before }, 'quarantine of this peer is at its bound (receive.quarantine_max_entries, quarantine_max_bytes): removed its oldest entries');
+          }
+        }
         dir.unlink(name);
         this.counters.quarantined += 1;
         this.refuse(s, name, o.err, o.header ? { header: o.header } : o.err.code === 'EENVELOPE_TOO_LARGE' ? { limit: this.limits.maxBundleBytes } : {});
@@ -398,7 +421,7 @@ export class Receiver {
   private refuse(s: PeerSlot, name: string, err: FerryError, about: { header?: BundleHeader; limit?: number } = {}): void {
     s.view.refused += 1;
     const p = refusalOf(name, err, about);
-    if (p) s.refused = [...s.refused, p].slice(-RECEIPT_MAX_REFUSED);
+    if (p) s.refused = keepRefusals([...s.refused, p]);
     s.receiptDirty = true;
   }
 
@@ -493,6 +516,19 @@ function refusalOf(name: string, err: FerryError, about: { header?: BundleHeader
 
 function compare(a: Candidate, b: Candidate): number {
   return a.parts.epoch - b.parts.epoch || a.parts.firstSeq - b.parts.firstSeq || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
+/**
+ * The refusals a receipt carries, at most RECEIPT_MAX_REFUSED: past that the oldest unauthenticated ones go first, so
+ * a login flooding its directory with junk under bundle names cannot push its sender's real refusals out of the receipt.
+ */
+function keepRefusals(list: ReceiptRefusal[]): ReceiptRefusal[] {
+  const out = [...list];
+  while (out.length > RECEIPT_MAX_REFUSED) {
+    const i = out.findIndex((f) => f.authentic !== true);
+    out.splice(i < 0 ? 0 : i, 1);
+  }
+  return out;
 }
 
 /** Number of quarantined bundles on disk. */
