@@ -1,11 +1,24 @@
-// One daemon per spool: an abstract Unix socket named after the spool is the lock (and the control socket).
+// One daemon per spool: an abstract Unix socket named after the spool (the control socket), and an flock(2) on
+// state/daemon.lock, are the lock.
 //
-// The kernel frees an abstract socket when its process dies, however it dies, so there is no stale
-// lock file to clean after a kill -9; a second daemon gets EADDRINUSE at once.
-import { createHash } from 'node:crypto';
-import { realpathSync } from 'node:fs';
+// The kernel frees both when the process dies, however it dies, so there is no stale lock to clean after a kill -9;
+// a second daemon gets ELOCKED at once. The socket alone is per network namespace (a daemon started in another one
+// would not see it); the flock is per file. Node has no flock(2): util-linux's `flock -n 3` takes it on a descriptor
+// the daemon passes it, and the lock stays with that open file description, the daemon's, after `flock` exits.
+//
+// The abstract socket has no file mode: any local user can connect to it. So a request starts with the token the
+// daemon wrote to state/control.token (mode 0600, in the spool only its user reads): without it, no answer.
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { closeSync, constants, openSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { FerryError, errno } from '../errors.js';
+
+const LOCK_FILE = 'daemon.lock';
+const TOKEN_FILE = 'control.token';
+/** `flock -E`: the exit status meaning "held by another process". */
+const FLOCK_BUSY = 75;
 
 /** The abstract socket address of the daemon for a spool root. */
 export function controlAddress(root: string): string {
@@ -18,8 +31,12 @@ export function controlAddress(root: string): string {
   return `\0ferry-${createHash('sha256').update(real).digest('hex').slice(0, 24)}`;
 }
 
-/** Takes the spool lock; `onRequest` answers control requests (one line in, one JSON document out). */
+/**
+ * Takes the spool lock; `onRequest` answers control requests (one line in, one JSON document out) that carry the
+ * token. Closing the returned server releases the lock.
+ */
 export async function acquireLock(root: string, onRequest: (line: string) => Promise<unknown>): Promise<Server> {
+  const token = randomBytes(24).toString('hex');
   const server = createServer((socket: Socket) => {
     let buf = '';
     socket.setEncoding('utf8');
@@ -32,7 +49,12 @@ export async function acquireLock(root: string, onRequest: (line: string) => Pro
         return;
       }
       const line = buf.slice(0, nl);
-      onRequest(line)
+      const sp = line.indexOf(' ');
+      if (sp < 0 || !sameToken(line.slice(0, sp), token)) {
+        socket.destroy(); // not from a user who can read the spool's state
+        return;
+      }
+      onRequest(line.slice(sp + 1))
         .then((reply) => socket.end(`${JSON.stringify(reply)}\n`))
         .catch((err: unknown) => socket.end(`${JSON.stringify({ error: String(err) })}\n`));
     });
@@ -47,17 +69,66 @@ export async function acquireLock(root: string, onRequest: (line: string) => Pro
     });
     server.listen(controlAddress(root), () => resolve());
   });
+  try {
+    const fd = fileLock(root);
+    if (fd !== undefined) server.once('close', () => closeSync(fd));
+    const tokenPath = join(root, 'state', TOKEN_FILE);
+    writeFileSync(`${tokenPath}.tmp`, token, { mode: 0o600 });
+    renameSync(`${tokenPath}.tmp`, tokenPath);
+  } catch (err) {
+    server.close();
+    throw err;
+  }
   return server;
+}
+
+/**
+ * flock(2) on state/daemon.lock, held by the returned descriptor (see the top of this file). Undefined where it
+ * cannot be taken at all (no state/ yet, no util-linux flock): the socket is then the only lock.
+ */
+function fileLock(root: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(join(root, 'state', LOCK_FILE), constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  const r = spawnSync('flock', ['-n', '-E', String(FLOCK_BUSY), '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] });
+  if (r.status === 0) return fd;
+  closeSync(fd);
+  if (r.error !== undefined && errno(r.error) === 'ENOENT') return undefined;
+  if (r.status === FLOCK_BUSY) {
+    throw new FerryError('ELOCKED', `another ferry daemon is already running on spool ${root} (it holds ${join(root, 'state', LOCK_FILE)}; from another network namespace, as its control socket is not visible here)`, { path: root });
+  }
+  throw new FerryError('ELOCKED', `could not lock ${join(root, 'state', LOCK_FILE)}: flock exited ${r.status ?? r.signal}`, { path: root });
+}
+
+function sameToken(given: string, token: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The token of the spool's running daemon, when this user can read it. */
+function readToken(root: string): string | undefined {
+  try {
+    return readFileSync(join(root, 'state', TOKEN_FILE), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
 }
 
 /** Asks the spool's daemon something; resolves to its reply, or undefined when no daemon runs. */
 export function askDaemon(root: string, request: string, timeoutMs = 2000): Promise<unknown> {
+  const token = readToken(root);
+  if (token === undefined) return Promise.resolve(undefined);
   return new Promise((resolve) => {
     const socket = createConnection(controlAddress(root));
     let buf = '';
     const timer = setTimeout(() => { socket.destroy(); resolve(undefined); }, timeoutMs);
     socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(`${request}\n`));
+    socket.on('connect', () => socket.write(`${token} ${request}\n`));
     socket.on('data', (d: string) => { buf += d; });
     socket.on('error', () => { clearTimeout(timer); resolve(undefined); });
     socket.on('close', () => {
