@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   ETXN_CLOSED: 'fatal',
   ELEASE_LOST: 'fatal',
   ETIMEOUT: 'recoverable',
+  EDEAD_LETTER: 'fatal',
   ELOCKED: 'fatal',
   // keys
   EKEYPERM: 'fatal',

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Cluster } from '../../src/devtools/cluster.js';
-import { startDaemons, statusJson, until, useClusters } from '../e2e/fixtures.js';
+import { ferry, startDaemons, statusJson, until, useClusters } from '../e2e/fixtures.js';
 import { expectExactly } from '../helpers/traffic.js';
 
 const makeCluster = useClusters();
@@ -77,8 +77,13 @@ describe('order with a bundle too big for the receiver\'s free disk', () => {
     const cluster = await makeCluster({ hosts: ['alpha', 'beta'], receive: { max_bundle_bytes: 8 * MiB } });
     await startDaemons(cluster, 'alpha', 'beta');
     await sendBigThenSmall(cluster);
+    // A flush waiting meanwhile sees BIG drain as a dead letter, not a delivery: it says so and exits non-zero.
+    const flush = ferry(cluster, 'alpha', ['flush', '--timeout', '60']);
     await expectExactly(cluster, 'beta', 'q', ['s1', 's2'], 'alpha', 60_000);
     await expectGapAndDeadLetter(cluster, /EENVELOPE_TOO_LARGE/);
+    const flushed = await flush;
+    expect(flushed.code).toBe(1);
+    expect(flushed.stderr).toMatch(/EDEAD_LETTER|dead letter/);
   }, 120_000);
 
   it('BIG given up after its lifetime becomes a dead letter and a gap record, and s1, s2 sealed after it follow it', async () => {
