@@ -119,6 +119,9 @@ export class Inbox {
     const lease = newLease(name);
     const leasePath = join(dir, 'lease', formatLease(lease));
     if (!(await renameIfExists(join(dir, 'new', name), leasePath))) return null;
+    // The lease entry durable at once: new/ is fsynced by every delivery into this queue, and once that makes the
+    // message's leaving new/ durable, a power cut must not find it in neither directory (found by the power-cut round).
+    await fsyncDir(join(dir, 'lease'));
     // Until it is stamped, the claim counts from its ctime plus a grace period; a reclaimer whose
     // clock runs ahead may return it before that: then this take lost the race, like a late rename.
     const st = await lstatIfExists(leasePath);
@@ -157,7 +160,9 @@ export class Inbox {
       if (!lease) continue;
       let expires: number;
       try {
-        expires = leaseExpiry(await fsp.lstat(join(dir, 'lease', leaseName)));
+        const st = await fsp.lstat(join(dir, 'lease', leaseName));
+        expires = leaseExpiry(st);
+        await this.dropResurrected(dir, lease.name, st.ino);
       } catch (err) {
         if (errno(err) === 'ENOENT') continue; // committed or returned meanwhile
         throw err;
@@ -174,6 +179,20 @@ export class Inbox {
     }
     if (returned > 0) this.invalidate(queue);
     return returned;
+  }
+
+  /**
+   * A power cut can undo half of a take's rename: the message's old name in new/ comes back as a second link to its
+   * leased file (its leaving new/ was not yet durable, its arrival in lease/ was). Nothing else makes new/<name> the
+   * same file as a lease of it, so that name is removed (durably) before the lease is judged; else the message would
+   * be taken again beside its lease (and a rename of the lease onto it does nothing: the two are one file).
+   */
+  private async dropResurrected(dir: string, name: string, ino: number): Promise<void> {
+    const stale = join(dir, 'new', name);
+    const st = await lstatIfExists(stale);
+    if (st === undefined || st.ino !== ino) return;
+    await unlinkIfExists(stale);
+    await fsyncDir(join(dir, 'new'));
   }
 
   /**

@@ -3,7 +3,7 @@ import { createReadStream, constants, openSync, promises as fsp } from 'node:fs'
 import type { ReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, errno } from '../errors.js';
-import { openRegularForRead, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
+import { fsyncDir, openRegularForRead, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
 import type { SpoolContext } from '../spool/options.js';
 import { formatLease, stampExpiry, type LeaseName } from './lease-name.js';
 import { metaPath, writeMeta, type InboxMeta } from './meta.js';
@@ -168,5 +168,7 @@ export async function returnMessage(ctx: SpoolContext, queue: string, lease: Lea
   await writeMeta(queueDir, lease.name, next);
   const to = join(queueDir, dead ? 'dead' : 'new', lease.name);
   if (!(await renameIfExists(from, to))) return 'gone';
+  // Durable where it went before anything (a commit's fsync of lease/) can make its leaving lease/ durable.
+  await fsyncDir(join(queueDir, dead ? 'dead' : 'new'));
   return dead ? 'dead' : 'returned';
 }

@@ -145,7 +145,8 @@ export function parentOf(path: string): string {
  * Makes sure `path` is a real directory (not a symlink) with mode 0700, creating it if asked.
  * With `create`, group/other bits beyond `allow` are removed (bits in `allow` are kept: the
  * spool root and drop/ may be 0710 so that a legacy script's group can reach drop/<queue>/).
- * A symlink planted where a spool directory belongs is refused with `ESPOOL_SYMLINK`.
+ * A symlink planted where a spool directory belongs is refused with `ESPOOL_SYMLINK`. A directory it creates is made
+ * durable (its parent fsynced) before it returns.
  */
 export async function ensureDir(path: string, create = true, allow = 0): Promise<void> {
   let st;
@@ -153,11 +154,16 @@ export async function ensureDir(path: string, create = true, allow = 0): Promise
     st = await fsp.lstat(path);
   } catch (err) {
     if (errno(err) !== 'ENOENT' || !create) throw err;
+    let made = false;
     try {
       await fsp.mkdir(path, { mode: DIR_MODE });
+      made = true;
     } catch (mkErr) {
       if (errno(mkErr) !== 'EEXIST') throw mkErr;
     }
+    // The new entry is durable only once its parent is fsynced: files later made durable inside a directory that
+    // a power cut takes back are lost with it (found by the power-cut simulator: a receiver's retained journals).
+    if (made) await fsyncDir(parentOf(path));
     st = await fsp.lstat(path);
   }
   if (st.isSymbolicLink()) {

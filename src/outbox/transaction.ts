@@ -217,7 +217,10 @@ export class Transaction {
     // With takes, the file's absence from tmp/ is what tells recovery "committed": that must be
     // durable. A sends-only commit needs no such fsync — a tmp/ entry that came back after a power
     // loss would be a second link to a committed file, and recovery only sweeps tmp/ debris.
-    if (hasTakes) await fsyncDir(this.ctx.layout.commitsTmp);
+    // So must each take's rename out of new/, before the lease goes (step 4): else a power cut could bring
+    // the message back into new/ with its lease gone, to be taken again (found by the power-cut round).
+    // Its lease entry is durable since the take (see Inbox.claim), so this fsync cannot lose it.
+    if (hasTakes) await Promise.all([this.ctx.layout.commitsTmp, ...new Set(this.taken.map((m) => join(m.queueDir, 'new')))].map((d) => fsyncDir(d)));
     crashPoint('txn.after-commit');
     // 4. Remove the taken messages. A crash here leaves marked leases that recovery removes.
     for (const msg of this.taken) {

@@ -149,6 +149,8 @@ export class OriginStates {
         list.push(name);
         list.sort();
       }
+      // After a power cut both names can be links of one file (the move was half durable): rename then does nothing.
+      await unlinkIfExists(journalPath);
     }
     while (list.length > RETAIN) {
       const old = list.shift() as string;

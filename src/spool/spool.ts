@@ -1,8 +1,8 @@
 // A spool: the directory tree of one host's queues. Opening it recovers whatever a crash left behind.
 import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { FerryError, errno } from '../errors.js';
-import { DIR_MODE, assertRealDirs, ensureDir, isRealDirIfPresent, listDir, unlinkIfExists } from '../maildir/fsx.js';
+import { DIR_MODE, assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, unlinkIfExists } from '../maildir/fsx.js';
 import { Inbox, type TakeOptions } from '../inbox/inbox.js';
 import { abortedCommitName } from '../inbox/lease-name.js';
 import { InboxDelivery } from '../inbox/delivery.js';
@@ -71,9 +71,11 @@ export class Spool implements SpoolContext {
       }
     }
     if (create) {
-      await fsp.mkdir(root, { mode: DIR_MODE }).catch((err: unknown) => {
+      const made = await fsp.mkdir(root, { mode: DIR_MODE }).then(() => true, (err: unknown) => {
         if (errno(err) !== 'EEXIST') throw err;
+        return false;
       });
+      if (made) await fsyncDir(dirname(root)); // the root's entry durable before anything inside it counts
     }
     if (!inspect) {
       // Before anything is written or chmod-ed: a file made by another user than the daemon's would wedge it.
