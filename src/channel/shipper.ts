@@ -293,6 +293,12 @@ export class Shipper {
         return p !== undefined && refusalMatches(f, p);
       });
       if (name === undefined) continue;
+      if (f.gap === true) {
+        // A gap record is never given up (its dead letter would leave the receiver waiting for it for ever): it is
+        // uploaded again, and the refusal logged for an operator.
+        this.log.error({ peer: this.channel.peer, bundle: name, code: f.code, reason: f.reason }, 'the receiver refused a gap record of ours; uploading it again (the channel waits until it is accepted)');
+        continue;
+      }
       if (FINAL_REFUSALS.has(f.code) && refusalIsFinal(f, await this.ownCopy(name))) {
         // A name is never reused once its bundle is in out/ (a new epoch means new names): the refusal is of these bytes.
         await this.giveUp(name, `refused by ${this.channel.peer} (${f.code}): ${f.reason}`);
@@ -355,7 +361,7 @@ export class Shipper {
 
   private async giveUp(name: string, reason: string): Promise<void> {
     const p = parseBundleName(name);
-    if (p === undefined) return;
+    if (p === undefined || p.gap) return; // a gap record is what giving up leaves behind: never given up itself
     if (this.published.has(name)) await this.transport.remove(name).catch(() => undefined);
     this.published.delete(name);
     this.uploaded.delete(name);

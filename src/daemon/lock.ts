@@ -10,7 +10,7 @@
 // daemon wrote to state/control.token (mode 0600, in the spool only its user reads): without it, no answer.
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, constants, openSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { FerryError, errno } from '../errors.js';
@@ -19,6 +19,7 @@ const LOCK_FILE = 'daemon.lock';
 const TOKEN_FILE = 'control.token';
 /** `flock -E`: the exit status meaning "held by another process". */
 const FLOCK_BUSY = 75;
+const MAX_CONNECTIONS = 16;
 
 /** The abstract socket address of the daemon for a spool root. */
 export function controlAddress(root: string): string {
@@ -37,7 +38,17 @@ export function controlAddress(root: string): string {
  */
 export async function acquireLock(root: string, onRequest: (line: string) => Promise<unknown>): Promise<Server> {
   const token = randomBytes(24).toString('hex');
+  let open = 0;
   const server = createServer((socket: Socket) => {
+    // Anyone may connect (see the top): a connection that has not sent its line within 2 s is dropped, and past 16
+    // at once new ones are, so idle connections cannot use up the daemon's descriptors.
+    if (open >= MAX_CONNECTIONS) {
+      socket.destroy();
+      return;
+    }
+    open += 1;
+    socket.once('close', () => { open -= 1; });
+    socket.setTimeout(2_000, () => socket.destroy());
     let buf = '';
     socket.setEncoding('utf8');
     socket.on('error', () => undefined);
@@ -72,8 +83,15 @@ export async function acquireLock(root: string, onRequest: (line: string) => Pro
   try {
     const fd = fileLock(root);
     if (fd !== undefined) server.once('close', () => closeSync(fd));
+    // A fresh file of ours (O_EXCL, no link followed), never one a user planted while state/ was loose and holds open.
     const tokenPath = join(root, 'state', TOKEN_FILE);
-    writeFileSync(`${tokenPath}.tmp`, token, { mode: 0o600 });
+    rmSync(`${tokenPath}.tmp`, { force: true });
+    const tfd = openSync(`${tokenPath}.tmp`, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      writeFileSync(tfd, token);
+    } finally {
+      closeSync(tfd);
+    }
     renameSync(`${tokenPath}.tmp`, tokenPath);
   } catch (err) {
     server.close();
@@ -87,12 +105,21 @@ export async function acquireLock(root: string, onRequest: (line: string) => Pro
  * cannot be taken at all (no state/ yet, no util-linux flock): the socket is then the only lock.
  */
 function fileLock(root: string): number | undefined {
+  const path = join(root, 'state', LOCK_FILE);
   let fd: number;
   try {
-    fd = openSync(join(root, 'state', LOCK_FILE), constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   } catch (err) {
     if (errno(err) === 'ENOENT') return undefined;
     throw err;
+  }
+  // Only a lock file of our own counts: one another user planted (while state/ was loose) could be held by them for
+  // ever, or be a link to a file of theirs. It is replaced by a fresh one.
+  const st = fstatSync(fd);
+  if (st.uid !== (process.geteuid?.() ?? st.uid) || st.nlink !== 1) {
+    closeSync(fd);
+    rmSync(path, { force: true });
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   }
   const r = spawnSync('flock', ['-n', '-E', String(FLOCK_BUSY), '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] });
   if (r.status === 0) return fd;

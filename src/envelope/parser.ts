@@ -417,7 +417,8 @@ export class BundleParser {
         this.fail('EENVELOPE_ORIGIN', `the bundle claims origin ${h.origin} but is sealed with key ${key.id}, which binds ${key.peers[0]} and ${key.peers[1]}.`);
       }
     }
-    if (h.count > this.limits.maxMessages) {
+    // A gap record carries no messages, only the sequences it skips: the message limit is not about it.
+    if (h.kind !== 'gap' && h.count > this.limits.maxMessages) {
       this.fail('EENVELOPE_TOO_LARGE', `the bundle holds ${h.count} messages; the limit is ${this.limits.maxMessages}.`);
     }
   }

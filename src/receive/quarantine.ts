@@ -38,7 +38,7 @@ export interface QuarantinedBundle {
 
 /** How much quarantine keeps per peer; past either bound the oldest entries of that peer go. */
 export interface QuarantineBounds {
-  /** Most bytes of one refused bundle copied in. Default 64 MiB. */
+  /** Most bytes of one refused bundle copied in (its first bytes: enough to see what it was). Default 1 MiB. */
   maxCopyBytes: number;
   /** Most entries kept per peer. Default 1 000. */
   maxEntries: number;
@@ -46,7 +46,7 @@ export interface QuarantineBounds {
   maxBytes: number;
 }
 
-export const DEFAULT_QUARANTINE_BOUNDS: Readonly<QuarantineBounds> = Object.freeze({ maxCopyBytes: 64 * 2 ** 20, maxEntries: 1_000, maxBytes: 2 ** 30 });
+export const DEFAULT_QUARANTINE_BOUNDS: Readonly<QuarantineBounds> = Object.freeze({ maxCopyBytes: 2 ** 20, maxEntries: 1_000, maxBytes: 2 ** 30 });
 
 /** A peer's quarantine as this process knows it: entry names oldest first (they start with the time), and their sizes. */
 interface Tally {

@@ -12,8 +12,8 @@ import { openReceipt, sealReceipt, type BundleHeader, type KeyLookup, type Recei
 import { decide } from './channel-decision.js';
 import { parseBundleName } from '../envelope/bundle-name.js';
 import type { Log } from '../channel/acceptor.js';
-import { completePublish } from '../inbox/delivery.js';
-import { ensureDir, listDir } from '../maildir/fsx.js';
+import { completePublish, type DeliveryItem } from '../inbox/delivery.js';
+import { ensureDir, listDir, unlinkIfExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
 import { isHostName } from '../spool/names.js';
 import type { Spool } from '../spool/spool.js';
@@ -283,12 +283,13 @@ export class Receiver {
           continue;
         }
       }
-      if (budget-- <= 0) {
+      if (budget <= 0) {
         this.more = true; // this peer's share of the pass is used up (a held file costs none): the rest next pass
         break;
       }
       try {
         const r = await this.processOne(s, dir, c.name);
+        if (r.kind !== 'held') budget -= 1; // holds (a gap, an unknown key) cost nothing: they wait, nothing is written
         if (r.kind === 'delivered' || r.kind === 'retransmission') done.push(c.name);
         if (r.kind === 'delivered') delivered += 1;
         if (r.kind === 'held') {
@@ -427,10 +428,18 @@ export class Receiver {
 
   /** Applies a journaled round (idempotent): publish into new/, record the mark, keep the journal as the id window. */
   private async finish(j: Journal): Promise<void> {
+    const rec = this.states.get(j.peer);
+    if (rec.current !== null && (j.epoch < rec.current.epoch || (j.epoch === rec.current.epoch && j.hwm <= rec.current.hwm))) {
+      // Applied already: the state is saved only after the publish was durable (new/ fsynced). A power cut can bring
+      // back the journal (its move to done/ is not synced) and the messages' inbox tmp/ entries (nor are those): a
+      // second publish would put a message a consumer already took back into new/. Only the leftovers go.
+      await dropLeftovers(this.spool, j.items);
+      await this.states.retain(j.peer, journalFile(this.spool.layout.receive, j), retainedName(j));
+      return;
+    }
     await completePublish(this.spool, j.items);
     for (const item of j.items) this.spool.inbox.invalidate(item.queue);
     crashPoint('receive.after-publish');
-    const rec = this.states.get(j.peer);
     if (rec.current === null || j.epoch > rec.current.epoch) {
       if (rec.current !== null) rec.previous = pickMark(rec.current);
       rec.current = { epoch: j.epoch, channel: j.channel, hwm: j.hwm, gaps: 0, since: now() };
@@ -518,12 +527,23 @@ function compare(a: Candidate, b: Candidate): number {
   return a.parts.epoch - b.parts.epoch || a.parts.firstSeq - b.parts.firstSeq || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }
 
+/** Removes the inbox tmp/ entries of an applied journal's messages that a power cut brought back (their new/ names are durable). */
+async function dropLeftovers(spool: Spool, items: readonly DeliveryItem[]): Promise<void> {
+  for (const item of items) {
+    const tmp = join(spool.layout.inboxQueue(item.queue), 'tmp');
+    await unlinkIfExists(join(tmp, item.name));
+    await unlinkIfExists(join(tmp, `${item.name}.meta`));
+  }
+}
+
 /**
  * The refusals a receipt carries, at most RECEIPT_MAX_REFUSED: past that the oldest unauthenticated ones go first, so
  * a login flooding its directory with junk under bundle names cannot push its sender's real refusals out of the receipt.
  */
 function keepRefusals(list: ReceiptRefusal[]): ReceiptRefusal[] {
-  const out = [...list];
+  // The same refusal twice (a replay planted under many names) says nothing more: the latest of them is kept.
+  const key = (f: ReceiptRefusal) => `${f.epoch}/${f.channel}/${f.firstSeq}/${f.count}/${f.gap ?? false}/${f.code}/${f.authentic ?? false}`;
+  const out = list.filter((f, i) => !list.slice(i + 1).some((g) => key(g) === key(f)));
   while (out.length > RECEIPT_MAX_REFUSED) {
     const i = out.findIndex((f) => f.authentic !== true);
     out.splice(i < 0 ? 0 : i, 1);
