@@ -1,7 +1,7 @@
 // Regression (red team 2, findings 4 and 5; 3 is known and documented, its test skipped).
 // Red team 2: the control socket and the one-daemon lock against an unprivileged local user (uid 65534).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { acquireLock, askDaemon, controlAddress } from '../../src/daemon/lock.js';
@@ -86,7 +86,7 @@ describe('state/ loose once (before the daemon tightened it)', () => {
   it('a lock file planted while state/ was loose is replaced, not honoured', async () => {
     const root = spoolRoot('loose', 0o777);
     // nobody plants state/daemon.lock and state/control.token.tmp while state/ is loose, and keeps both open
-    const { p, out } = await asNobody(`
+    const { p } = await asNobody(`
       import fs from 'node:fs'; import { spawn } from 'node:child_process';
       const st = process.env.STATE;
       const lfd = fs.openSync(st + '/daemon.lock', 'w', 0o644);

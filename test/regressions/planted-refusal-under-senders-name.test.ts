@@ -60,7 +60,7 @@ describe('refusals of entries a login planted under its daemon\'s names', () => 
 });
 
 describe('refusalIsFinal and refusalMatches', () => {
-  const base = { epoch: 3, channel: 'c1', firstSeq: 10, count: 2, code: 'EENVELOPE_TOO_LARGE', reason: 'r' };
+  const base = { epoch: 3, channel: 'c1', firstSeq: 10, count: 2, code: 'EENVELOPE_TOO_LARGE', reason: 'r', at: 0 };
   const parts = { epoch: 3, channel: 'c1', firstSeq: 10, count: 2, gap: false };
 
   it('gives up on authenticated bytes only, or on a size our own copy shows over the limit', () => {
