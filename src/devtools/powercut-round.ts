@@ -97,7 +97,7 @@ async function openSide(cfg: ChildConfig, name: RoundHost, key: SealKey, finish:
   const log = logger(cfg, name);
   const spool = await Spool.open(cfg[name], { host: name });
   // Everyone who held a lease died with the power (or with the driver): return every lease now, whatever its clock.
-  if (finish) { const rep = await spool.recover(Date.now() + 24 * 3600_000); if (process.env.FERRY_PCR_OPLOG) say(cfg, { ev: 'warn', host: name, msg: 'recovered', obj: { rep, lease: existsSync(join(cfg[name], 'inbox', 'work')) ? readdirSync(join(cfg[name], 'inbox', 'work', 'lease')) : [], nw: existsSync(join(cfg[name], 'inbox', 'work')) ? readdirSync(join(cfg[name], 'inbox', 'work', 'new')) : [] } }); }
+  if (finish) await spool.recover(Date.now() + 24 * 3600_000);
   const keys = (id: string) => (id === key.id ? key : undefined);
   const acceptor = new Acceptor(spool, {
     destinations: (queue) => (queue === (name === 'alpha' ? 'work' : 'results') ? [peer] : []),
@@ -290,6 +290,7 @@ export async function runRoundCase(bench: RoundBench, c: RoundCase): Promise<Rou
     const cutMidRound = code === null;
     if (!cutMidRound) {
       ops = (await pc.status()).ops;
+      // FERRY_PCR_OPLOG=<file>: the cut host's operations, numbered as cutAfter counts them (to see what a case cuts after).
       if (process.env.FERRY_PCR_OPLOG) writeFileSync(process.env.FERRY_PCR_OPLOG, (await pc.log()).map((o, i) => `${i + 1} ${JSON.stringify(o)}`).join('\n'));
       if (c.cutAfter !== undefined && code === 0) problems.push(`the round ended after ${ops} operations, before operation ${c.cutAfter}: the operation sequence is not deterministic`);
       if (code !== 0) problems.push(`the round child failed with exit code ${code} before any cut`);

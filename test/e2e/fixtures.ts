@@ -219,9 +219,10 @@ export async function sealBundle(key: SealKey, header: Omit<BundleHeader, 'count
 /** Waits until the landing file `name` is in `host`'s quarantine, and returns its entry. */
 export async function waitQuarantined(cluster: Cluster, host: string, name: string, timeoutMs = 20_000): Promise<Quarantined> {
   let found: Quarantined | undefined;
+  // Quarantined means both: the copy with its reason is there, and then (the receiver's next step) the landing entry is gone.
   await until(`${name} quarantined on ${host}`, () => {
     found = quarantined(cluster, host).find((q) => q.landing === name);
-    return found !== undefined;
+    return found !== undefined && !landingNames(cluster, host, found.peer).includes(name);
   }, timeoutMs);
   return found as Quarantined;
 }
