@@ -1,13 +1,16 @@
-// One daemon per spool: an abstract Unix socket named after the spool (the control socket), and an flock(2) on
-// state/daemon.lock, are the lock.
+// One daemon per spool: an flock(2) on state/daemon.lock is the lock, and the control socket lives beside it.
 //
-// The kernel frees both when the process dies, however it dies, so there is no stale lock to clean after a kill -9;
-// a second daemon gets ELOCKED at once. The socket alone is per network namespace (a daemon started in another one
-// would not see it); the flock is per file. Node has no flock(2): util-linux's `flock -n 3` takes it on a descriptor
-// the daemon passes it, and the lock stays with that open file description, the daemon's, after `flock` exits.
+// The kernel frees the flock when the process dies, however it dies, so there is no stale lock to clean after a
+// kill -9; a second daemon gets ELOCKED at once, also from another network namespace. Node has no flock(2):
+// util-linux's `flock -n 3` takes it on a descriptor the daemon passes it, and the lock stays with that open file
+// description, the daemon's, after `flock` exits.
 //
-// The abstract socket has no file mode: any local user can connect to it. So a request starts with the token the
-// daemon wrote to state/control.token (mode 0600, in the spool only its user reads): without it, no answer.
+// The control socket is the file state/control.sock: in the spool's 0700 state/, so only its user (and root) can
+// reach it, and nobody else can take its name first. Its holder of the lock removes one a killed daemon left. A
+// request also starts with the token the daemon wrote to state/control.token (0600). Where a socket path would be
+// too long for sun_path (a spool root past ~80 bytes), or no flock can be taken, an abstract socket named after the
+// spool is the fallback (and then also the lock): that one has no file mode, so any local user can connect (the
+// token still stands) or bind its name first.
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,8 +24,24 @@ const TOKEN_FILE = 'control.token';
 const FLOCK_BUSY = 75;
 const MAX_CONNECTIONS = 16;
 
-/** The abstract socket address of the daemon for a spool root. */
+const SOCKET_FILE = 'control.sock';
+/** Longest socket path bound (sun_path holds 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 100;
+
+/** The control socket's address for a spool root: state/control.sock, or an abstract name when that path is too long. */
 export function controlAddress(root: string): string {
+  let real = root;
+  try {
+    real = realpathSync(root);
+  } catch {
+    // not there yet: use the path as given
+  }
+  const file = join(real, 'state', SOCKET_FILE);
+  return Buffer.byteLength(file) <= MAX_SOCKET_PATH ? file : abstractAddress(root);
+}
+
+/** The abstract socket name for a spool root: the fallback (see the top of this file). */
+function abstractAddress(root: string): string {
   let real = root;
   try {
     real = realpathSync(root);
@@ -40,7 +59,7 @@ export async function acquireLock(root: string, onRequest: (line: string) => Pro
   const token = randomBytes(24).toString('hex');
   let open = 0;
   const server = createServer((socket: Socket) => {
-    // Anyone may connect (see the top): a connection that has not sent its line within 2 s is dropped, and past 16
+    // With the abstract fallback anyone may connect (see the top): a connection that has not sent its line within 2 s is dropped, and past 16
     // at once new ones are, so idle connections cannot use up the daemon's descriptors.
     if (open >= MAX_CONNECTIONS) {
       socket.destroy();
@@ -70,25 +89,29 @@ export async function acquireLock(root: string, onRequest: (line: string) => Pro
         .catch((err: unknown) => socket.end(`${JSON.stringify({ error: String(err) })}\n`));
     });
   });
+  const fd = fileLock(root);
+  const address = fd === undefined ? abstractAddress(root) : controlAddress(root);
+  // Holding the lock, a socket file left by a killed daemon is ours to remove (anything else there too: state/ is ours).
+  if (fd !== undefined && !address.startsWith('\0')) rmSync(address, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => {
+      if (fd !== undefined) closeSync(fd);
       if (errno(err) === 'EADDRINUSE') {
-        reject(new FerryError('ELOCKED', `another ferry daemon is already running on spool ${root}`, { path: root, cause: err }));
+        reject(new FerryError('ELOCKED', `another ferry daemon is already running on spool ${root} (its control socket ${address.replace('\0', '@')} is taken)`, { path: root, cause: err }));
       } else {
         reject(err);
       }
     });
-    server.listen(controlAddress(root), () => resolve());
+    server.listen(address, () => resolve());
   });
   try {
-    const fd = fileLock(root);
     if (fd !== undefined) server.once('close', () => closeSync(fd));
     // A fresh file of ours (O_EXCL, no link followed), never one a user planted while state/ was loose and holds open.
     const tokenPath = join(root, 'state', TOKEN_FILE);
     rmSync(`${tokenPath}.tmp`, { force: true });
     const tfd = openSync(`${tokenPath}.tmp`, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
-      writeFileSync(tfd, token);
+      writeFileSync(tfd, `${token}\n${address.replace('\0', '@')}\n`); // the client connects where this says, nowhere else
     } finally {
       closeSync(tfd);
     }
@@ -102,7 +125,7 @@ export async function acquireLock(root: string, onRequest: (line: string) => Pro
 
 /**
  * flock(2) on state/daemon.lock, held by the returned descriptor (see the top of this file). Undefined where it
- * cannot be taken at all (no state/ yet, no util-linux flock): the socket is then the only lock.
+ * cannot be taken at all (no state/ yet, no util-linux flock): the control socket's address is then the only lock.
  */
 function fileLock(root: string): number | undefined {
   const path = join(root, 'state', LOCK_FILE);
@@ -126,7 +149,7 @@ function fileLock(root: string): number | undefined {
   closeSync(fd);
   if (r.error !== undefined && errno(r.error) === 'ENOENT') return undefined;
   if (r.status === FLOCK_BUSY) {
-    throw new FerryError('ELOCKED', `another ferry daemon is already running on spool ${root} (it holds ${join(root, 'state', LOCK_FILE)}; from another network namespace, as its control socket is not visible here)`, { path: root });
+    throw new FerryError('ELOCKED', `another ferry daemon is already running on spool ${root} (it holds ${join(root, 'state', LOCK_FILE)})`, { path: root });
   }
   throw new FerryError('ELOCKED', `could not lock ${join(root, 'state', LOCK_FILE)}: flock exited ${r.status ?? r.signal}`, { path: root });
 }
@@ -137,10 +160,12 @@ function sameToken(given: string, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** The token of the spool's running daemon, when this user can read it. */
-function readToken(root: string): string | undefined {
+/** The token of the spool's running daemon and the address it listens on, when this user can read them. */
+function readToken(root: string): { token: string; address: string } | undefined {
   try {
-    return readFileSync(join(root, 'state', TOKEN_FILE), 'utf8').trim();
+    const [token, at] = readFileSync(join(root, 'state', TOKEN_FILE), 'utf8').split('\n');
+    if (!token || !at) return undefined;
+    return { token, address: at.startsWith('@') ? `\0${at.slice(1)}` : at };
   } catch {
     return undefined;
   }
@@ -148,10 +173,14 @@ function readToken(root: string): string | undefined {
 
 /** Asks the spool's daemon something; resolves to its reply, or undefined when no daemon runs. */
 export function askDaemon(root: string, request: string, timeoutMs = 2000): Promise<unknown> {
-  const token = readToken(root);
-  if (token === undefined) return Promise.resolve(undefined);
+  const t = readToken(root);
+  if (t === undefined) return Promise.resolve(undefined);
+  return ask(t.address, t.token, request, timeoutMs);
+}
+
+function ask(address: string, token: string, request: string, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve) => {
-    const socket = createConnection(controlAddress(root));
+    const socket = createConnection(address);
     let buf = '';
     const timer = setTimeout(() => { socket.destroy(); resolve(undefined); }, timeoutMs);
     socket.setEncoding('utf8');

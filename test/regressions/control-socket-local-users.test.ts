@@ -1,7 +1,8 @@
-// Regression (red team 2, findings 4 and 5; 3 is known and documented, its test skipped).
+// Regression (red team 2, findings 3, 4 and 5).
 // Red team 2: the control socket and the one-daemon lock against an unprivileged local user (uid 65534).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, realpathSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { acquireLock, askDaemon, controlAddress } from '../../src/daemon/lock.js';
@@ -26,31 +27,35 @@ function asNobody(code: string, env: Record<string, string> = {}): Promise<{ p: 
   return new Promise((resolve) => p.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('READY')) resolve({ p, out: () => out }); }));
 }
 
-describe('abstract socket squatting', () => {
-  // Known and not fixed (README, Security model): a squatter on the abstract address keeps the daemon from starting.
-  it.skip('any local user binding the spool\'s abstract address first keeps the daemon from starting, and answers its CLI', async () => {
+describe('control socket squatting', () => {
+  // Was: the control socket was an abstract name computable from the spool path; a user binding it first kept the
+  // daemon from starting (ELOCKED) and answered its CLI. Now the socket is state/control.sock (0700 state/), the
+  // abstract name only a fallback the token file must name.
+  it('a local user binding the old abstract name neither stops the daemon nor answers its CLI', async () => {
     const root = spoolRoot('sq');
-    const addr = controlAddress(root);
+    const abstractName = `ferry-${createHash('sha256').update(realpathSync(root)).digest('hex').slice(0, 24)}`;
     const { p, out } = await asNobody(`
       import { createServer } from 'node:net';
       const s = createServer((c) => { c.setEncoding('utf8'); c.on('data', (d) => { console.log('GOT ' + d.trim()); c.end(JSON.stringify({ cleared: null, pid: 1, forged: true }) + '\\n'); }); });
       s.listen('\\0' + process.env.ADDR, () => console.log('READY'));
-    `, { ADDR: addr.slice(1) });
+    `, { ADDR: abstractName });
     try {
-      let code: string | undefined;
-      try { const l = await acquireLock(root, async () => ({})); l.close(); } catch (e) { code = (e as { code?: string }).code; }
-      console.log('daemon lock:', code);
-      // (ELOCKED here: the real daemon cannot start)
-      // a stale token from an earlier run is in state/; the CLI hands it to the squatter and believes its answer
-      spawnSync('sh', ['-c', `echo deadbeefstale > ${join(root, 'state', 'control.token')}`]);
-      const reply = await askDaemon(root, 'resync beta');
-      console.log('askDaemon reply:', reply, 'squatter saw:', out());
-      expect(reply).not.toMatchObject({ forged: true }); // FAILS: the CLI believes the squatter
+      const lock = await acquireLock(root, async (line) => ({ real: line }));
+      try {
+        expect(controlAddress(root)).toBe(join(realpathSync(root), 'state', 'control.sock'));
+        expect(await askDaemon(root, 'status')).toEqual({ real: 'status' });
+      } finally {
+        await new Promise<void>((resolve) => lock.close(() => resolve()));
+      }
+      // No daemon now: the token file left behind names the socket file, so the CLI never reaches the squatter.
+      expect(await askDaemon(root, 'resync beta')).toBeUndefined();
+      expect(out()).not.toMatch(/GOT/);
     } finally {
       p.kill('SIGKILL');
     }
   }, 30_000);
 });
+
 
 describe('unauthenticated connections', () => {
   it('idle unauthenticated connections are dropped after 2 s and capped at 16: the daemon keeps its descriptors', async () => {
