@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run chaos -- [--kills N] [--messages M] [--seed S] [--max-minutes T] [--hostile] [--keep] [--quiet]
+// npm run chaos -- [--kills N] [--messages M] [--seed S] [--max-minutes T] [--hostile] [--power-cuts P] [--keep] [--quiet]
 //
 // Three hosts on this machine (separate spools, one private loopback sshd), each with a producer
 // committing transactions into a queue fanned out to the two other hosts, and a consumer taking
@@ -21,6 +21,11 @@
 // message — gamma's own honest daemon's included — must still arrive exactly once and in order.
 // The hosts run on the deployment the README documents: per-peer chrooted SFTP logins, daemons as their own users'
 // processes (here: as root, so producers and consumers can use the library in-process), one private sshd.
+// With --power-cuts P, each spool sits on the power-cut simulator (tools/powercut, over the host's tmpfs), and P
+// times a whole host loses its power: its daemon, producer and consumers are frozen, the simulator cuts (killing
+// every process using the spool, the host's side of its peers' SFTP logins included, and leaving only what was
+// made durable), they are killed, and the host reboots: a fresh mount of what survived, the chroots' landing bind
+// mounts made again, recovery, restart.
 // Prints one summary line; exits 1 on any lost, duplicated, reordered, forged, unexpected or double take.
 // Clock jumps move only the wall clock ferry reads through src/clock.ts, per process group, not the
 // machine's clock (that would disturb everything else running here): the kernel's file times stay true.
@@ -31,6 +36,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Cluster } from '../dist/devtools/cluster.js';
 import { Spool } from '../dist/index.js';
+import { mountPowercut, forceUnmountPowercut } from '../dist/devtools/powercut.js';
 import { compareNames } from '../dist/maildir/unique.js';
 import { consumerHistory } from './chaos/history.mjs';
 import { HostilePeer } from './chaos/hostile.mjs';
@@ -47,6 +53,7 @@ const MAX_MINUTES = Number(opt('max-minutes', Infinity));
 const QUIET = argv.includes('--quiet');
 const HOSTILE = argv.includes('--hostile');
 const HOSTILE_HOST = 'gamma';
+const POWER_CUTS = Number(opt('power-cuts', 0));
 const HOSTS = ['alpha', 'beta', 'gamma'];
 
 let seed = SEED >>> 0;
@@ -58,7 +65,8 @@ const say = (s) => { if (!QUIET) process.stderr.write(`${s}\n`); };
 const work = mkdtempSync(join(tmpdir(), 'ferry-chaos-'));
 const mounts = [];
 const children = new Map(); // key → ChildProcess
-const counts = { kills: 0, pauses: 0, cuts: 0, diskFull: 0, clockJumps: 0, hostile: 0 };
+const counts = { kills: 0, pauses: 0, cuts: 0, diskFull: 0, clockJumps: 0, hostile: 0, powerCuts: 0, powerDropped: 0 };
+const powercuts = new Map(); // host → its simulator, with --power-cuts
 let cluster;
 let hostile;
 const t0 = Date.now();
@@ -131,6 +139,10 @@ async function fault(diskFullOk) {
     counts.hostile += 1;
     return;
   }
+  if (POWER_CUTS > 0 && counts.powerCuts < POWER_CUTS && rand() < POWER_CUTS / (POWER_CUTS + KILLS)) {
+    await powerCut(pick(HOSTS));
+    return;
+  }
   // Daemon restarts cost an SSH handshake and a recovery each; producers and consumers restart cheaply.
   const kinds = ['kill-daemon', 'kill-daemon', 'kill-producer', 'kill-producer', 'kill-consumer', 'kill-consumer', 'kill-consumer', 'pause-daemon', 'cut-ssh', 'clock-jump'];
   if (diskFullOk) kinds.push('disk-full');
@@ -167,9 +179,10 @@ async function fault(diskFullOk) {
     counts.clockJumps += 1;
   } else if (kind === 'disk-full') {
     // Fill the host's spool file system, hold it full for a while, then free it.
-    const filler = join(cluster.host(h).root, 'filler');
+    // On the power-cut simulator the filler goes beside the backing spool, on the same tmpfs (FUSE has no fallocate).
+    const filler = powercuts.has(h) ? join(work, 'hosts', h, 'disk', 'filler') : join(cluster.host(h).root, 'filler');
     try {
-      const fs = statfsSync(cluster.host(h).root);
+      const fs = statfsSync(dirname(filler));
       const fd = openSync(filler, 'w');
       try { ftruncateSync(fd, 0); execFileSync('fallocate', ['-l', String(fs.bavail * fs.bsize), filler]); } catch { /* best effort */ } finally { closeSync(fd); }
       counts.diskFull += 1;
@@ -177,6 +190,28 @@ async function fault(diskFullOk) {
     } finally {
       rmSync(filler, { force: true });
     }
+  }
+}
+
+/**
+ * Host `h` loses its power: everything of it frozen at once, the simulator's cut (what was not durable is gone; every
+ * process using the spool killed, its peers' SFTP sessions into it too), the rest of it killed, then the reboot.
+ */
+async function powerCut(h) {
+  const pc = powercuts.get(h);
+  const own = [cluster.host(h).daemon, children.get(`producer:${h}`), ...Array.from({ length: CONSUMERS }, (_, i) => children.get(`consumer${i}:${h}`))].filter(alive);
+  for (const c of own) c.kill('SIGSTOP');
+  const report = await pc.cut();
+  for (const c of own) { c.kill('SIGKILL'); c.kill('SIGCONT'); }
+  await Promise.all(own.map((c) => (alive(c) ? new Promise((r) => c.once('exit', r)) : undefined)));
+  await cluster.stopDaemon(h, 'SIGKILL').catch(() => undefined);
+  counts.powerCuts += 1;
+  counts.powerDropped += report.droppedCount;
+  await pc.remount();
+  // The chroots showed the spool's landing directories through bind mounts; the cut took them: make them again.
+  for (const mp of report.unmounted) {
+    const login = HOSTS.filter((p) => p !== h).map((p) => cluster.deployment.login(h, p)).find((l) => join(l.chroot, 'landing') === mp);
+    if (login) execFileSync('mount', ['--bind', login.landingDir, mp]);
   }
 }
 
@@ -281,7 +316,7 @@ async function pending() {
       const n = visible(join(host.root, 'landing', peer));
       if (n.length > 0) left.push(`${h} landing from ${peer}: ${n.slice(0, 3).join(' ')}${n.length > 3 ? ` … (${n.length})` : ''}`);
     }
-    for (const q of readdirSync(join(host.root, 'inbox'))) {
+    for (const q of readdirSync(join(host.root, 'inbox')).filter((x) => !x.startsWith('.'))) { // not a writer's mount probe
       for (const sub of ['new', 'lease']) {
         const n = readdirSync(join(host.root, 'inbox', q, sub)).filter((x) => !x.startsWith('.'));
         if (n.length > 0) left.push(`${h} inbox ${q}/${sub}: ${n.length}`);
@@ -295,28 +330,41 @@ let exitCode = 0;
 try {
   let diskFullOk = true;
   // Each spool root (only the spool: logs, keys and configs stay off it) is its own small tmpfs.
-  for (const h of HOSTS) diskFullOk = mountTmpfs(join(work, 'hosts', h, 'spool'), 512) && diskFullOk;
+  if (POWER_CUTS > 0) {
+    // The host's disk (a tmpfs) holds the backing spool; the spool the host sees is the simulator's view of it.
+    for (const h of HOSTS) {
+      const disk = join(work, 'hosts', h, 'disk');
+      if (!mountTmpfs(disk, 768)) throw new Error('--power-cuts needs root and tmpfs');
+      mkdirSync(join(disk, 'spool'), { mode: 0o700 });
+      powercuts.set(h, await mountPowercut({ backing: join(disk, 'spool'), mount: join(work, 'hosts', h, 'spool'), mode: 'strict' }));
+    }
+  } else {
+    for (const h of HOSTS) diskFullOk = mountTmpfs(join(work, 'hosts', h, 'spool'), 512) && diskFullOk;
+  }
   cluster = await Cluster.create({
     hosts: HOSTS, dir: join(work, 'hosts'), logLevel: 'warn',
     routes: Object.fromEntries(HOSTS.map((h) => [h, { [`from-${h}`]: HOSTS.filter((o) => o !== h) }])),
     // The hostile peer's endless uploads are cut here, far below the spools' 512 MiB.
     receive: { max_bundle_bytes: 32 * 1024 * 1024 },
   });
+  // Installing the hosts ends as an installer would: with everything synced (the chroots' landing directories'
+  // owners and modes were set by the deployment's steps, not by ferry, and are not ferry's to make durable).
+  for (const [, pc] of powercuts) await pc.sync();
   if (HOSTILE) hostile = new HostilePeer(cluster, HOSTILE_HOST, rand);
-  say(`chaos: seed ${SEED}, ${KILLS} kills, ${MESSAGES} messages, 3 hosts in ${work}${HOSTILE ? `, ${HOSTILE_HOST} hostile` : ''}${diskFullOk ? '' : ' (no tmpfs: disk-full faults off)'}`);
+  say(`chaos: seed ${SEED}, ${KILLS} kills, ${MESSAGES} messages, 3 hosts in ${work}${HOSTILE ? `, ${HOSTILE_HOST} hostile` : ''}${POWER_CUTS ? `, ${POWER_CUTS} power cuts` : ''}${diskFullOk ? '' : ' (no tmpfs: disk-full faults off)'}`);
   for (const g of clockGroups) setClock(g, 0);
   for (const h of HOSTS) await startDaemon(h, true);
   for (const h of HOSTS) { for (let i = 0; i < CONSUMERS; i++) startConsumer(h, i); startProducer(h); }
 
   let lastReport = Date.now();
   const faultDeadline = t0 + MAX_MINUTES * 60_000;
-  while ((counts.kills < KILLS || !producersDone()) && !(Date.now() > faultDeadline && producersDone())) {
+  while ((counts.kills < KILLS || counts.powerCuts < POWER_CUTS || !producersDone()) && !(Date.now() > faultDeadline && producersDone())) {
     await sleep(30 + rand() * 200);
     await fault(diskFullOk);
     await restartDead();
     if (Date.now() - lastReport > 5000) {
       lastReport = Date.now();
-      say(`  … ${counts.kills} kills, ${counts.pauses} pauses, ${counts.cuts} cuts, ${counts.diskFull} disk-full, ${counts.clockJumps} clock jumps${HOSTILE ? `, ${counts.hostile} hostile acts` : ''}; produced ${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)}/${limitPerHost * HOSTS.length}`);
+      say(`  … ${counts.kills} kills, ${POWER_CUTS ? `${counts.powerCuts} power cuts, ` : ''}${counts.pauses} pauses, ${counts.cuts} cuts, ${counts.diskFull} disk-full, ${counts.clockJumps} clock jumps${HOSTILE ? `, ${counts.hostile} hostile acts` : ''}; produced ${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)}/${limitPerHost * HOSTS.length}`);
     }
   }
   say('  faults over; draining');
@@ -341,7 +389,7 @@ try {
   const { result, examples } = classify();
   const wall = ((Date.now() - t0) / 1000).toFixed(1);
   const isolation = hostile?.isolationBroken.length ?? 0;
-  const line = `chaos seed=${SEED} kills=${counts.kills} pauses=${counts.pauses} ssh-cuts=${counts.cuts} disk-full=${counts.diskFull} clock-jumps=${counts.clockJumps}${HOSTILE ? ` hostile-acts=${counts.hostile} isolation-broken=${isolation}` : ''} messages=${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)} expected-deliveries=${result.ok + result.lost + result.duplicated} ok=${result.ok} lost=${result.lost} duplicated=${result.duplicated} reordered=${result.reordered} forged=${result.forged} unexpected=${result.unexpected} taken-twice=${result.takenTwice} taken-after-commit=${result.takenAfterCommit} indeterminate=${result.indeterminate} wall=${wall}s`;
+  const line = `chaos seed=${SEED} kills=${counts.kills} pauses=${counts.pauses} ssh-cuts=${counts.cuts} disk-full=${counts.diskFull} clock-jumps=${counts.clockJumps}${HOSTILE ? ` hostile-acts=${counts.hostile} isolation-broken=${isolation}` : ''}${POWER_CUTS ? ` power-cuts=${counts.powerCuts} changes-dropped=${counts.powerDropped}` : ''} messages=${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)} expected-deliveries=${result.ok + result.lost + result.duplicated} ok=${result.ok} lost=${result.lost} duplicated=${result.duplicated} reordered=${result.reordered} forged=${result.forged} unexpected=${result.unexpected} taken-twice=${result.takenTwice} taken-after-commit=${result.takenAfterCommit} indeterminate=${result.indeterminate} wall=${wall}s`;
   process.stdout.write(`${line}\n`);
   if (HOSTILE && !QUIET) process.stderr.write(`hostile actions: ${JSON.stringify(hostile.counts)}\n`);
   if (result.lost + result.duplicated + result.reordered + result.forged + result.unexpected + result.takenTwice + result.takenAfterCommit + isolation > 0) {
@@ -357,6 +405,8 @@ try {
   hostile?.end();
   await cluster?.stopAll('SIGKILL').catch(() => undefined);
   await sleep(200);
+  // The simulators last: a final cut kills what still uses a spool (sshd's sessions) and unmounts the chroots' binds.
+  for (const [, pc] of powercuts) await pc.cut().catch(() => forceUnmountPowercut(pc.mount).catch(() => undefined));
   // The spools' tmpfs mounts go first (lazily: the deployment's bind mounts still hold them), then the deployment.
   for (const m of mounts) { try { execFileSync('umount', ['-l', m]); } catch { /* keep going */ } }
   // The daemons' logs live in the hosts' directories, which the deployment removes: keep a copy beside the others.

@@ -23,15 +23,21 @@ import { Spool } from '../spool/spool.js';
 import { LocalTransport } from '../transport/local-transport.js';
 import { mountPowercut, type CutReport, type PowercutMode } from './powercut.js';
 
-/** What the round sends: one small message, a transaction of three, one large (secretstream) message, or one message consumed by a consume-transform-produce transaction whose result travels back. */
-export type RoundScenario = 'single' | 'multi' | 'large' | 'ctp';
-export const ROUND_SCENARIOS: readonly RoundScenario[] = ['single', 'multi', 'large', 'ctp'];
+/**
+ * What the round sends: one small message, a transaction of three, one large (secretstream) message, one message
+ * consumed by a consume-transform-produce transaction whose result travels back, or a transaction of twelve (a
+ * bundle delivered as a batch: the receiver's group sync), one message whose first take aborts (`retry`), or one
+ * message taken and committed outside a transaction (`plain`: `spool.take`, `message.commit()`).
+ */
+export type RoundScenario = 'single' | 'multi' | 'large' | 'ctp' | 'batch' | 'retry' | 'plain';
+export const ROUND_SCENARIOS: readonly RoundScenario[] = ['single', 'multi', 'large', 'ctp', 'batch', 'retry', 'plain'];
 export type RoundHost = 'alpha' | 'beta';
 
 /** Keys of the messages a scenario sends (in send order), and of the results a ctp round produces. */
 export function scenarioKeys(s: RoundScenario): { sent: string[]; results: string[] } {
   if (s === 'multi') return { sent: ['m0', 'm1', 'm2'], results: [] };
   if (s === 'ctp') return { sent: ['m0'], results: ['r-m0'] };
+  if (s === 'batch') return { sent: Array.from({ length: 12 }, (_, i) => `m${String(i).padStart(2, '0')}`), results: [] };
   return { sent: ['m0'], results: [] };
 }
 
@@ -127,9 +133,22 @@ async function acceptAll(side: Side): Promise<number> {
 }
 
 /** Takes every message of `queue` on `side`, one transaction each (ctp: the take and its result's send together). */
+const aborted = new Set<string>();
+
 async function takeAll(cfg: ChildConfig, side: Side, queue: string, ctp: boolean): Promise<number> {
   let n = 0;
   for (;;) {
+    if (cfg.scenario === 'plain') {
+      const m = await side.spool.take(queue, { leaseMs: 600_000 });
+      if (m === null) return n;
+      const body = await m.read();
+      const key = m.headers.k ?? '?';
+      say(cfg, { ev: 'taking', key, host: side.name });
+      await m.commit();
+      say(cfg, { ev: 'taken', key, host: side.name, sha: sha(body) });
+      n += 1;
+      continue;
+    }
     const tx = side.spool.transaction();
     const msg = await tx.take(queue, { leaseMs: 600_000 });
     if (msg === null) {
@@ -138,6 +157,11 @@ async function takeAll(cfg: ChildConfig, side: Side, queue: string, ctp: boolean
     }
     const body = await msg.read();
     const key = msg.headers.k ?? '?';
+    if (cfg.scenario === 'retry' && !aborted.has(key)) {
+      aborted.add(key); // the first take of each message gives it back: it returns to new/, one attempt counted
+      await tx.abort();
+      continue;
+    }
     if (ctp) await tx.send('results', roundPayload(cfg.scenario, `r-${key}`), { headers: { k: `r-${key}` } });
     say(cfg, { ev: 'taking', key, host: side.name }); // a cut before `taken` leaves the commit's outcome unknown
     await tx.commit();

@@ -99,10 +99,15 @@ export class TakenMessage {
   async commit(): Promise<void> {
     this.assertOpen();
     if (this.ownedByTransaction) throw new FerryError('EUSAGE', 'this message belongs to a transaction; commit the transaction instead');
+    // The take's leaving new/ durable before the lease's removal can be: else a power cut could bring the
+    // message back into new/ with no lease, to be taken again (found by the power-cut chaos).
+    await fsyncDir(join(this.queueDir, 'new'));
     const gone = await unlinkIfExists(this.path);
     if (!gone) throw this.lost();
     this.settled = true;
     await unlinkIfExists(metaPath(this.queueDir, this.name));
+    // Committed means durable: a lease back after a power cut would be returned and taken again.
+    await fsyncDir(join(this.queueDir, 'lease'));
   }
 
   /**

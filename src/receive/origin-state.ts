@@ -145,6 +145,9 @@ export class OriginStates {
       this.retained.set(origin, list);
     }
     if (await renameIfExists(journalPath, join(dir, name))) {
+      // Durable in done/ before the next journal's write fsyncs journal/ (making its leaving there durable): else a
+      // power cut could lose it from both, and with it the ids of what it delivered (found by the power-cut chaos).
+      await fsyncDir(dir);
       if (!list.includes(name)) {
         list.push(name);
         list.sort();
