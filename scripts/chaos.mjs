@@ -67,6 +67,9 @@ const mounts = [];
 const children = new Map(); // key → ChildProcess
 const counts = { kills: 0, pauses: 0, cuts: 0, diskFull: 0, clockJumps: 0, hostile: 0, powerCuts: 0, powerDropped: 0 };
 const powercuts = new Map(); // host → its simulator, with --power-cuts
+// On the simulator a full disk leaves it this much: its shadow copies live on the same tmpfs, and a simulator that
+// cannot keep its books would lose what it was told was durable. Still far below ferry's reserve (2 % of the disk).
+const SIMULATOR_ROOM = 8 * 1024 * 1024;
 let cluster;
 let hostile;
 const t0 = Date.now();
@@ -184,7 +187,7 @@ async function fault(diskFullOk) {
     try {
       const fs = statfsSync(dirname(filler));
       const fd = openSync(filler, 'w');
-      try { ftruncateSync(fd, 0); execFileSync('fallocate', ['-l', String(fs.bavail * fs.bsize), filler]); } catch { /* best effort */ } finally { closeSync(fd); }
+      try { ftruncateSync(fd, 0); execFileSync('fallocate', ['-l', String(Math.max(0, fs.bavail * fs.bsize - (powercuts.has(h) ? SIMULATOR_ROOM : 0))), filler]); } catch { /* best effort */ } finally { closeSync(fd); }
       counts.diskFull += 1;
       await sleep(300 + rand() * 900);
     } finally {
