@@ -52,7 +52,8 @@ export async function deadLetterWithGap(ctx: GapContext, name: string, parts: Bu
   await ensureDir(ctx.deadDir);
   await replaceFileDurable(join(ctx.deadDir, `${name}.reason.json`), JSON.stringify({ reason, at: now(), peer: ctx.channel.peer, firstSeq: parts.firstSeq, count: parts.count, epoch: parts.epoch, gap: gapName }));
   await renameIfExists(join(ctx.channel.out, name), join(ctx.deadDir, name));
-  await fsyncDir(ctx.channel.out);
+  // dead/ first: a cut between the two then leaves the bundle in both (out/ ships it again), never in neither.
   await fsyncDir(ctx.deadDir);
+  await fsyncDir(ctx.channel.out);
   return gapName;
 }

@@ -162,7 +162,8 @@ export class Inbox {
       try {
         const st = await fsp.lstat(join(dir, 'lease', leaseName));
         expires = leaseExpiry(st);
-        await this.dropResurrected(dir, lease.name, st.ino);
+        if (st.nlink > 1 && (await this.deadAlready(dir, leaseName, lease.name, st.ino))) continue;
+        if (st.nlink > 1) await this.dropResurrected(dir, lease.name, st.ino);
       } catch (err) {
         if (errno(err) === 'ENOENT') continue; // committed or returned meanwhile
         throw err;
@@ -190,9 +191,22 @@ export class Inbox {
   private async dropResurrected(dir: string, name: string, ino: number): Promise<void> {
     const stale = join(dir, 'new', name);
     const st = await lstatIfExists(stale);
-    if (st === undefined || st.ino !== ino) return;
+    // Only a second link of the very file: a message returned to new/ meanwhile (a rename, one link) is never touched.
+    if (st === undefined || st.ino !== ino || st.nlink < 2) return;
     await unlinkIfExists(stale);
     await fsyncDir(join(dir, 'new'));
+  }
+
+  /**
+   * The other half-undone move: lease/ → dead/ (a message past its attempts). The lease is then a second link of the
+   * dead letter, and every return of it would be a rename onto itself: the lease goes, the dead letter stays.
+   */
+  private async deadAlready(dir: string, leaseName: string, name: string, ino: number): Promise<boolean> {
+    const st = await lstatIfExists(join(dir, 'dead', name));
+    if (st === undefined || st.ino !== ino || st.nlink < 2) return false;
+    await unlinkIfExists(join(dir, 'lease', leaseName));
+    await fsyncDir(join(dir, 'lease'));
+    return true;
   }
 
   /**
@@ -233,8 +247,11 @@ export class Inbox {
     // Committed. Its commit point must be durable before the message goes, or a power loss could bring the
     // transaction's file back into tmp/ (undone) with the taken message already deleted. Rare path: the
     // committing process normally removes its taken messages itself.
-    await fsyncDir(layout.commitsTmp);
+    // commits/new before commits/tmp: a cut between them then keeps the sends twice (deduped), never neither.
     await fsyncDir(layout.commitsNew);
+    await fsyncDir(layout.commitsTmp);
+    // The take's leaving new/ durable before its lease goes (the committer may have died before syncing it).
+    await fsyncDir(join(dir, 'new'));
     // The meta only with the lease: a lease already gone may have been returned (its meta is the message's again).
     if (await unlinkIfExists(leasePath)) await unlinkIfExists(metaPath(dir, lease.name));
     return 'removed';

@@ -105,9 +105,10 @@ export class TakenMessage {
     const gone = await unlinkIfExists(this.path);
     if (!gone) throw this.lost();
     this.settled = true;
-    await unlinkIfExists(metaPath(this.queueDir, this.name));
-    // Committed means durable: a lease back after a power cut would be returned and taken again.
+    // Committed means durable: a lease back after a power cut would be returned and taken again. And before the
+    // meta goes: a lease back without its meta would be returned with made-up headers.
     await fsyncDir(join(this.queueDir, 'lease'));
+    await unlinkIfExists(metaPath(this.queueDir, this.name));
   }
 
   /**

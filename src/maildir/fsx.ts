@@ -160,6 +160,7 @@ export async function ensureDir(path: string, create = true, allow = 0): Promise
       made = true;
     } catch (mkErr) {
       if (errno(mkErr) !== 'EEXIST') throw mkErr;
+      made = true; // another process made it a moment ago: its parent fsync may not have happened yet
     }
     // The new entry is durable only once its parent is fsynced: files later made durable inside a directory that
     // a power cut takes back are lost with it (found by the power-cut simulator: a receiver's retained journals).

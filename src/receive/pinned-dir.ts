@@ -236,6 +236,12 @@ export class PinnedDir {
     }
   }
 
+  /** fsyncs the pinned directory (its entries: what was removed from it stays removed after a power cut). */
+  sync(): void {
+    if (this.fd < 0) throw new Error(`PinnedDir ${this.path} is closed`);
+    fsyncSync(this.fd);
+  }
+
   /** Closes the descriptor. Idempotent. */
   close(): void {
     if (this.fd >= 0) closeSync(this.fd);

@@ -312,6 +312,9 @@ export class Receiver {
     // After the receipt: a sender that sees a file gone must find a receipt covering it, or it uploads again.
     crashPoint('receive.before-landing-unlink');
     for (const name of done) dir.unlink(name);
+    // Durable removals: else a power cut brings back bundles delivered long ago, past the id window, and they are
+    // refused (and quarantined) as replays too old to compare.
+    if (done.length > 0) dir.sync();
     if (firstError !== undefined) throw firstError;
     return delivered;
   }

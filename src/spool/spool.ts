@@ -170,8 +170,16 @@ export class Spool implements SpoolContext {
     for (const { dir, keep } of tmpDirs) {
       if (!(await isRealDirIfPresent(dir))) continue;
       for (const name of await listDir(dir)) {
-        if (keep.has(name)) continue;
         const path = join(dir, name);
+        if (keep.has(name)) {
+          // A kept name (a pending journal's message, a committing transaction's file) with a second link is what a
+          // power cut leaves of a rename out of tmp/ that happened: it was published, or committed. Only that old
+          // name goes, so nothing reads it as still to do (a replay publishing a message already taken). Running
+          // processes never link these files, so this is only ever a cut's leftover.
+          const st = await fsp.lstat(path).catch(() => undefined);
+          if (st !== undefined && st.isFile() && st.nlink > 1 && (await unlinkIfExists(path))) report.tmpRemoved += 1;
+          continue;
+        }
         try {
           const st = await fsp.lstat(path);
           if (st.isDirectory()) continue; // not ours to remove, and unlink would fail
