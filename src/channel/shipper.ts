@@ -11,7 +11,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { isFerryError } from '../errors.js';
 import { parseBundleName, type KeyLookup, type Receipt, type SealKey } from '../envelope/index.js';
-import { clearKeyId } from '../envelope/wire-format.js';
+import { keyIdOf } from '../envelope/wire-format.js';
 import { fsyncDir, listDir, unlinkIfExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
 import type { Transport } from '../transport/transport.js';
@@ -325,24 +325,22 @@ export class Shipper {
 
   /** What our copy of `name` says for checking a refusal: its size, and whether the key it is sealed with expired here too. */
   private async ownCopy(name: string): Promise<{ size: number | undefined; keyExpired: boolean }> {
-    const path = join(this.channel.out, name);
-    const size = (await fsp.stat(path).catch(() => undefined))?.size;
+    const fh = await fsp.open(join(this.channel.out, name), 'r').catch(() => undefined);
+    if (fh === undefined) return { size: undefined, keyExpired: false };
+    let size: number;
+    let id: string | undefined;
+    try {
+      size = (await fh.stat()).size;
+      id = keyIdOf(fh.fd);
+    } finally {
+      await fh.close();
+    }
     let keyExpired = false;
-    const head = Buffer.alloc(7 + 64);
-    const fh = await fsp.open(path, 'r').catch(() => undefined);
-    if (fh !== undefined) {
+    if (id !== undefined) {
       try {
-        const { bytesRead } = await fh.read(head, 0, head.length, 0);
-        const id = clearKeyId(head.subarray(0, bytesRead));
-        if (id !== undefined) {
-          try {
-            this.opts.keys.open(id);
-          } catch (err) {
-            keyExpired = isFerryError(err, 'EKEY_EXPIRED');
-          }
-        }
-      } finally {
-        await fh.close();
+        this.opts.keys.open(id);
+      } catch (err) {
+        keyExpired = isFerryError(err, 'EKEY_EXPIRED');
       }
     }
     return { size, keyExpired };

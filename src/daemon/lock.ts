@@ -30,25 +30,21 @@ const MAX_SOCKET_PATH = 100;
 
 /** The control socket's address for a spool root: state/control.sock, or an abstract name when that path is too long. */
 export function controlAddress(root: string): string {
-  let real = root;
-  try {
-    real = realpathSync(root);
-  } catch {
-    // not there yet: use the path as given
-  }
-  const file = join(real, 'state', SOCKET_FILE);
+  const file = join(realRoot(root), 'state', SOCKET_FILE);
   return Buffer.byteLength(file) <= MAX_SOCKET_PATH ? file : abstractAddress(root);
 }
 
 /** The abstract socket name for a spool root: the fallback (see the top of this file). */
 function abstractAddress(root: string): string {
-  let real = root;
+  return `\0ferry-${createHash('sha256').update(realRoot(root)).digest('hex').slice(0, 24)}`;
+}
+
+function realRoot(root: string): string {
   try {
-    real = realpathSync(root);
+    return realpathSync(root);
   } catch {
-    // not there yet: use the path as given
+    return root; // not there yet: the path as given
   }
-  return `\0ferry-${createHash('sha256').update(real).digest('hex').slice(0, 24)}`;
 }
 
 /**

@@ -51,6 +51,7 @@
 // The receiver accepts the bundle only if the key named in the prefix exists, binds exactly
 // {HEADER.origin, itself}, and HEADER.destination is itself.
 
+import { readSync } from 'node:fs';
 import type { BundleHeader, MessageMeta } from './types.js';
 
 /** "FRY1". */
@@ -170,4 +171,15 @@ export function clearKeyId(head: Uint8Array): string | undefined {
   let id = '';
   for (let i = 0; i < len; i++) id += String.fromCharCode(head[PREFIX_FIXED_BYTES + i] as number);
   return /^[A-Za-z0-9._-]{1,64}$/.test(id) ? id : undefined;
+}
+
+/** The key id in the clear prefix of the bundle file open at `fd` (see {@link clearKeyId}), or undefined if unreadable. */
+export function keyIdOf(fd: number): string | undefined {
+  try {
+    const buf = Buffer.alloc(PREFIX_FIXED_BYTES + KEY_ID_MAX);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return clearKeyId(buf.subarray(0, n));
+  } catch {
+    return undefined;
+  }
 }

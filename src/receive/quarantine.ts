@@ -6,7 +6,6 @@
 // state/quarantine/<peer>/, its reason written beside it, and only then is the landing entry removed.
 import { closeSync, constants, openSync, readSync, writeSync, fsyncSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { clearKeyId } from '../envelope/wire-format.js';
 import { FerryError, errno } from '../errors.js';
 import { ensureDir, fsyncDir, listDir, replaceFileDurable, unlinkIfExists } from '../maildir/fsx.js';
 import { now } from '../clock.js';
@@ -64,18 +63,16 @@ interface Tally {
 export class Quarantine {
   private readonly bounds: QuarantineBounds;
   private readonly tallies = new Map<string, Tally>();
-  /** Entries removed to keep within the bounds, since this process started. */
-  pruned = 0;
-
   constructor(private readonly dir: string, bounds: Partial<QuarantineBounds> = {}) {
     this.bounds = { ...DEFAULT_QUARANTINE_BOUNDS, ...bounds };
   }
 
   /**
    * Copies `size` bytes (at most `maxCopyBytes`) of the open file `fd` into quarantine/<peer>/ with `err` as its
-   * reason. The caller removes the landing entry afterwards, so a crash in between only quarantines it twice.
+   * reason. The caller removes the landing entry afterwards, so a crash in between only quarantines it twice. Returns
+   * how many of the peer's oldest entries went to keep within the bounds.
    */
-  async copyIn(peer: string, landing: string, fd: number, size: number, err: FerryError, keyId?: string): Promise<string> {
+  async copyIn(peer: string, landing: string, fd: number, size: number, err: FerryError, keyId?: string): Promise<number> {
     const dir = join(this.dir, peer);
     await ensureDir(dir);
     const t = await this.tally(peer); // before the copy, so the listing does not count it too
@@ -94,8 +91,7 @@ export class Quarantine {
     t.names.push(qname);
     t.sizes.set(qname, copy);
     t.bytes += copy;
-    await this.prune(peer, t);
-    return path;
+    return this.prune(peer, t);
   }
 
   /** The peer's entries, read from disk once per process, kept up to date by copyIn and remove after that. */
@@ -116,7 +112,7 @@ export class Quarantine {
   }
 
   /** Removes the peer's oldest entries while it holds more than the bounds allow (never the one just copied in). */
-  private async prune(peer: string, t: Tally): Promise<void> {
+  private async prune(peer: string, t: Tally): Promise<number> {
     let removed = 0;
     while (t.names.length > 1 && (t.names.length > this.bounds.maxEntries || t.bytes > this.bounds.maxBytes)) {
       const oldest = t.names.shift() as string;
@@ -127,10 +123,8 @@ export class Quarantine {
       await unlinkIfExists(`${path}${REASON}`);
       removed += 1;
     }
-    if (removed > 0) {
-      this.pruned += removed;
-      await fsyncDir(join(this.dir, peer));
-    }
+    if (removed > 0) await fsyncDir(join(this.dir, peer));
+    return removed;
   }
 
   private async copy(fd: number, to: string, copy: number): Promise<void> {
@@ -203,17 +197,6 @@ export class Quarantine {
 /** Whether a name in a peer's quarantine directory is a copied bundle (not its reason, not a copy in progress). */
 function isEntry(name: string): boolean {
   return !(name.endsWith(REASON) || name.endsWith('.tmp') || name.includes(`${REASON}.tmp-`));
-}
-
-/** The key id in the clear prefix of the bundle open at `fd` (see envelope/wire-format.ts), or undefined if unreadable. */
-export function keyIdOf(fd: number): string | undefined {
-  try {
-    const buf = Buffer.alloc(7 + 64);
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    return clearKeyId(buf.subarray(0, n));
-  } catch {
-    return undefined;
-  }
 }
 
 /** Opens a quarantined copy for reading (it is ours: a plain path under the spool). */

@@ -22,7 +22,8 @@ import { scanLanding, type Candidate } from './landing-scan.js';
 import { DEFAULT_RECEIVE_LIMITS, type ReceiveLimits } from './limits.js';
 import { OriginStates, resynced, type OriginAlarm } from './origin-state.js';
 import { PinnedDir } from './pinned-dir.js';
-import { Quarantine, keyIdOf, type QuarantineBounds } from './quarantine.js';
+import { Quarantine, type QuarantineBounds } from './quarantine.js';
+import { keyIdOf } from '../envelope/wire-format.js';
 import { journalFile, pendingJournals, readJournal, retainedName, type Journal } from './receive-journal.js';
 import { now } from '../clock.js';
 
@@ -379,11 +380,10 @@ export class Receiver {
     switch (o.kind) {
       case 'refused': {
         if (open) {
-          const before = this.quarantine.pruned;
-          await this.quarantine.copyIn(s.peer, name, open.fd, open.size, o.err, keyIdOf(open.fd));
-          if (this.quarantine.pruned > before) {
-            this.counters.quarantinePruned = this.quarantine.pruned;
-            this.log.warn({ peer: s.peer, removed: this.quarantine.pruned - before }, 'quarantine of this peer is at its bound (receive.quarantine_max_entries, quarantine_max_bytes): removed its oldest entries');
+          const removed = await this.quarantine.copyIn(s.peer, name, open.fd, open.size, o.err, keyIdOf(open.fd));
+          if (removed > 0) {
+            this.counters.quarantinePruned += removed;
+            this.log.warn({ peer: s.peer, removed }, 'quarantine of this peer is at its bound (receive.quarantine_max_entries, quarantine_max_bytes): removed its oldest entries');
           }
         }
         dir.unlink(name);
