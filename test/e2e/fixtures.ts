@@ -162,10 +162,14 @@ export function quarantined(cluster: Cluster, host: string): Quarantined[] {
   return out;
 }
 
-/** Bundles (and uploads) still waiting in `from`'s landing directory on `host` (its receipt not counted). */
+/**
+ * Bundles (and uploads) still waiting in `from`'s landing directory on `host`. Not counted: its receipt, and the
+ * receiver's own `.ferry-*.tmp` that exists for an instant while it replaces that receipt.
+ */
 export function landingNames(cluster: Cluster, host: string, from: string): string[] {
   try {
-    return readdirSync(join(cluster.host(host).root, 'landing', from)).filter((n) => n !== 'ferry.receipt');
+    return readdirSync(join(cluster.host(host).root, 'landing', from))
+      .filter((n) => n !== 'ferry.receipt' && !(n.startsWith('.ferry-') && n.endsWith('.tmp')));
   } catch {
     return [];
   }
