@@ -10,7 +10,6 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
 import { ensureDir, fsyncDir, listDir, openRegularForRead, renameIfExists, replaceFileDurable, unlinkIfExists } from '../maildir/fsx.js';
-import { uniqueName } from '../maildir/unique.js';
 import { isQueueName } from '../spool/names.js';
 import type { Spool } from '../spool/spool.js';
 import type { Log } from '../channel/acceptor.js';
@@ -114,7 +113,7 @@ export class DropIngester {
     } finally {
       await fh.close();
     }
-    const target = join(this.spool.layout.outboxNew(queue), uniqueName(this.spool.host));
+    const target = join(this.spool.layout.outboxNew(queue), this.spool.names.next(this.spool.host));
     if (!(await renameIfExists(path, target))) return false;
     await fsyncDir(this.spool.layout.outboxNew(queue));
     await fsyncDir(dir);

@@ -198,7 +198,7 @@ export class Transaction {
     try {
       if (hasSends) {
         assertRealDirsSync([this.ctx.layout.commitsNew]);
-        renameSync(this.tmpPath, join(this.ctx.layout.commitsNew, uniqueName(this.ctx.host)));
+        renameSync(this.tmpPath, join(this.ctx.layout.commitsNew, this.ctx.names.next(this.ctx.host)));
       } else {
         await fsp.unlink(this.tmpPath);
       }

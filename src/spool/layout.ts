@@ -14,6 +14,7 @@ import { validateHostName, validateQueueName } from './names.js';
  * drop/<q>/                                 naive drops by legacy scripts
  * landing/<peer>/                           what <peer> uploads: its own directory, reached only by its own login
  * state/commits/{tmp,new}                   send transactions: written in tmp/, committed by rename into new/
+ * state/name-floor                          the host-wide floor under order-deciding names (maildir/name-floor.ts)
  * state/channels/<peer>/                    per-peer transmission queue (sealed bundles, sequence state)
  * state/receive/                            dedupe state and delivery journals, apart from the inbox
  * state/quarantine/                         envelopes that failed verification, with reasons
@@ -31,6 +32,7 @@ export class SpoolLayout {
   get commits(): string { return join(this.state, 'commits'); }
   get commitsTmp(): string { return join(this.state, 'commits', 'tmp'); }
   get commitsNew(): string { return join(this.state, 'commits', 'new'); }
+  get nameFloor(): string { return join(this.state, 'name-floor'); }
   get channels(): string { return join(this.state, 'channels'); }
   get receive(): string { return join(this.state, 'receive'); }
   get quarantine(): string { return join(this.state, 'quarantine'); }

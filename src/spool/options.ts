@@ -43,4 +43,6 @@ export interface SpoolContext {
   readonly layout: import('./layout.js').SpoolLayout;
   readonly host: string;
   readonly options: ResolvedSpoolOptions;
+  /** Makes the names that decide shipping order (commits, drop ingest): increasing across this host's processes. */
+  readonly names: import('../maildir/name-floor.js').NameFloor;
 }

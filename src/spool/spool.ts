@@ -15,6 +15,7 @@ import { allowedBits } from './modes.js';
 import { PROBE_PREFIX, probeOneMount, probeTargets } from './mount-probe.js';
 import { assertSpoolOwner } from './owner.js';
 import { validateHostName } from './names.js';
+import { NameFloor, waitingDirs } from '../maildir/name-floor.js';
 import { resolveSpoolOptions, type ResolvedSpoolOptions, type SpoolContext, type SpoolOptions } from './options.js';
 import { now as clockNow } from '../clock.js';
 
@@ -36,10 +37,13 @@ export class Spool implements SpoolContext {
   readonly options: ResolvedSpoolOptions;
   readonly outbox: Outbox;
   readonly inbox: Inbox;
+  readonly names: NameFloor;
 
   private constructor(readonly root: string, options: ResolvedSpoolOptions) {
     this.layout = new SpoolLayout(root);
     this.options = options;
+    const layout = this.layout;
+    this.names = new NameFloor(layout.nameFloor, () => waitingDirs(layout.commitsNew, layout.outbox));
     this.outbox = new Outbox(this);
     this.inbox = new Inbox(this);
   }
