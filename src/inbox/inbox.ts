@@ -5,6 +5,7 @@ import { errno } from '../errors.js';
 import { compareNames } from '../maildir/unique.js';
 import { assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, renameIfExists, unlinkIfExists, pathExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
+import { finishMoves, moveMessage } from './move.js';
 import { INBOX_SUBDIRS } from '../spool/layout.js';
 import { isQueueName, validateQueueName } from '../spool/names.js';
 import type { SpoolContext } from '../spool/options.js';
@@ -118,10 +119,8 @@ export class Inbox {
   private async claim(queue: string, dir: string, name: string, leaseMs: number): Promise<TakenMessage | null> {
     const lease = newLease(name);
     const leasePath = join(dir, 'lease', formatLease(lease));
-    if (!(await renameIfExists(join(dir, 'new', name), leasePath))) return null;
-    // The lease entry durable at once: new/ is fsynced by every delivery into this queue, and once that makes the
-    // message's leaving new/ durable, a power cut must not find it in neither directory (found by the power-cut round).
-    await fsyncDir(join(dir, 'lease'));
+    // Durable in new/ or in lease/ at every instant, whoever fsyncs new/ meanwhile (every delivery does): see move.ts.
+    if (!(await moveMessage(dir, 'new', name, 'lease', formatLease(lease)))) return null;
     // Until it is stamped, the claim counts from its ctime plus a grace period; a reclaimer whose
     // clock runs ahead may return it before that: then this take lost the race, like a late rename.
     const st = await lstatIfExists(leasePath);
@@ -155,6 +154,9 @@ export class Inbox {
     let returned = 0;
     // Reclaiming renames files out of lease/: never out of a directory a planted symlink points to.
     if (!(await isRealDirIfPresent(dir)) || !(await isRealDirIfPresent(join(dir, 'lease')))) return 0;
+    // Moves a killed process or a power cut left half done first: a take's (new/ → lease/) before its lease is judged.
+    await finishMoves(dir, 'new');
+    await finishMoves(dir, 'lease');
     for (const leaseName of await listDir(join(dir, 'lease'))) {
       const lease = parseLease(leaseName);
       if (!lease) continue;

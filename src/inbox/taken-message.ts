@@ -6,6 +6,7 @@ import { FerryError, errno } from '../errors.js';
 import { fsyncDir, openRegularForRead, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
 import type { SpoolContext } from '../spool/options.js';
 import { formatLease, stampExpiry, type LeaseName } from './lease-name.js';
+import { moveMessage } from './move.js';
 import { metaPath, writeMeta, type InboxMeta } from './meta.js';
 import { now } from '../clock.js';
 
@@ -172,9 +173,7 @@ export async function returnMessage(ctx: SpoolContext, queue: string, lease: Lea
     throw err;
   }
   await writeMeta(queueDir, lease.name, next);
-  const to = join(queueDir, dead ? 'dead' : 'new', lease.name);
-  if (!(await renameIfExists(from, to))) return 'gone';
-  // Durable where it went before anything (a commit's fsync of lease/) can make its leaving lease/ durable.
-  await fsyncDir(join(queueDir, dead ? 'dead' : 'new'));
+  // Durable in lease/ or where it goes at every instant, whoever fsyncs lease/ meanwhile (every take does): move.ts.
+  if (!(await moveMessage(queueDir, 'lease', formatLease(lease), dead ? 'dead' : 'new', lease.name))) return 'gone';
   return dead ? 'dead' : 'returned';
 }
