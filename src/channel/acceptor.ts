@@ -16,6 +16,7 @@ import { unsealableReason } from '../envelope/sealable.js';
 import { createExclusive, ensureDir, fsyncDir, listDir, openRegularForRead, parentOf, renameIfExists, replaceFileDurable, unlinkIfExists, unlinkIfExistsSync, writeAll, pathExists } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { openCommitFile } from '../outbox/commit-file.js';
+import { dropTmpLinks } from '../outbox/commit-point.js';
 import type { OutboxEntry } from '../outbox/outbox.js';
 import { crashPoint } from '../spool/crash-point.js';
 import type { Spool } from '../spool/spool.js';
@@ -511,6 +512,15 @@ export class Acceptor {
       }
     }
     crashPoint('accept.before-unlink');
+    // A commit file with a second link in commits/tmp/ (a parked name, or its tmp/ name a power cut brought back): that
+    // link goes first, durably, or it would be read later as a commit still to make, or as undecided (commit-point.ts).
+    const commitsNew = this.spool.layout.commitsNew;
+    for (const src of journal.sources) {
+      if (parentOf(src) !== commitsNew) continue;
+      let st;
+      try { st = lstatSync(src); } catch { continue; }
+      if (st.nlink > 1) await dropTmpLinks(this.spool.layout, st.ino);
+    }
     const dirs = new Set<string>();
     for (const src of journal.sources) {
       unlinkIfExistsSync(src); // direct: one thread-pool round trip per source cost more than the unlink

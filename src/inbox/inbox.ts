@@ -6,6 +6,7 @@ import { compareNames } from '../maildir/unique.js';
 import { assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, renameIfExists, unlinkIfExists, pathExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
 import { finishMoves, moveMessage } from './move.js';
+import { findCommitted, finishCommitted } from '../outbox/commit-point.js';
 import { INBOX_SUBDIRS } from '../spool/layout.js';
 import { isQueueName, validateQueueName } from '../spool/names.js';
 import type { SpoolContext } from '../spool/options.js';
@@ -232,7 +233,9 @@ export class Inbox {
     const pending = join(layout.commitsTmp, txid);
     const abortRecord = join(layout.commitsTmp, abortedCommitName(txid));
     let aborted = false;
-    if (await pathExists(pending)) {
+    const pendingSt = await lstatIfExists(pending);
+    // A second link of the commit file (in commits/new/ too) is what a power cut leaves of a commit that happened.
+    if (pendingSt !== undefined && !(pendingSt.isFile() && pendingSt.nlink > 1)) {
       if (expires > now) return 'waiting';
       aborted = await renameIfExists(pending, abortRecord);
       // The decision is durable before anything acts on it (the returns below, the committer's refusal).
@@ -241,6 +244,11 @@ export class Inbox {
       // Lost the rename: the transaction committed meanwhile, or another reclaimer aborted it.
     }
     if (!aborted) aborted = await pathExists(abortRecord);
+    if (!aborted) {
+      // Committed; a commit file still parked on its way to commits/new/ gets there before the takes go.
+      const parked = await findCommitted(layout, txid);
+      if (parked !== undefined) await finishCommitted(layout, parked, true);
+    }
     if (aborted) {
       const meta = await readMeta(dir, queue, lease.name, this.ctx.host, leasePath);
       const outcome = await returnMessage(this.ctx, queue, lease, meta, `transaction ${txid} did not commit within its grace period and was aborted`);

@@ -12,6 +12,7 @@ import { unsealableReason } from '../envelope/sealable.js';
 import type { SpoolContext } from '../spool/options.js';
 import type { Inbox, TakeOptions } from '../inbox/inbox.js';
 import { abortedCommitName } from '../inbox/lease-name.js';
+import { committedName, finishCommitted } from './commit-point.js';
 import { metaPath } from '../inbox/meta.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
 import { encodeIndex, type CommitFileMessage } from './commit-file.js';
@@ -195,8 +196,14 @@ export class Transaction {
     //    the transaction is committed whatever fails next: abort() must never undo it.
     //    With takes, a reclaimer may have aborted us by renaming the file to <txid>.aborted first: then
     //    our rename or unlink finds nothing (ENOENT), and we commit nothing.
+    let parked: string | undefined;
     try {
-      if (hasSends) {
+      if (hasSends && hasTakes) {
+        // Decided inside tmp/, then linked into new/ (see commit-point.ts): no cut can keep one half of it.
+        assertRealDirsSync([this.ctx.layout.commitsNew]);
+        parked = committedName(this.txid, this.ctx.names.next(this.ctx.host));
+        renameSync(this.tmpPath, join(this.ctx.layout.commitsTmp, parked));
+      } else if (hasSends) {
         assertRealDirsSync([this.ctx.layout.commitsNew]);
         renameSync(this.tmpPath, join(this.ctx.layout.commitsNew, this.ctx.names.next(this.ctx.host)));
       } else {
@@ -210,7 +217,10 @@ export class Transaction {
       throw err;
     }
     this.state = 'committed';
-    if (hasSends) {
+    if (parked !== undefined) {
+      crashPoint('txn.after-rename');
+      await finishCommitted(this.ctx.layout, parked, false);
+    } else if (hasSends) {
       crashPoint('txn.after-rename');
       await fsyncDirFast(this.ctx.layout.commitsNew);
     }

@@ -5,6 +5,7 @@ import { FerryError, errno } from '../errors.js';
 import { DIR_MODE, assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, unlinkIfExists } from '../maildir/fsx.js';
 import { Inbox, type TakeOptions } from '../inbox/inbox.js';
 import { abortedCommitName } from '../inbox/lease-name.js';
+import { finishCommitted, parseCommitted } from '../outbox/commit-point.js';
 import { InboxDelivery } from '../inbox/delivery.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
 import { Outbox } from '../outbox/outbox.js';
@@ -150,6 +151,10 @@ export class Spool implements SpoolContext {
     const { layout } = this;
     // Recovery deletes and renames: never through a symlink planted in place of a spool directory.
     await assertRealDirs([layout.root, layout.state, layout.commits, layout.commitsTmp, layout.outbox, layout.inbox]);
+    // Commits a killed process left parked on their way to commits/new/ are finished before any lease is judged.
+    for (const entry of await listDir(layout.commitsTmp)) {
+      if (parseCommitted(entry) !== undefined) await finishCommitted(layout, entry, true);
+    }
     for (const queue of await this.inbox.queues()) {
       report.leasesReturned += await this.inbox.reclaimExpired(queue, now);
     }

@@ -36,7 +36,10 @@ describe('a consume-transform-produce transaction killed with SIGKILL', () => {
     ['txn.after-mark', 0, 1, 'undone'],
     ['txn.after-mark', 0, 2, 'undone'],
     ['txn.after-mark', 1, 2, 'undone'],
+    ['move.after-decide', 0, 1, 'undone'],
+    ['move.after-link', 1, 2, 'undone'],
     ['txn.after-rename', 0, 2, 'committed'],
+    ['txn.after-link', 0, 2, 'committed'],
     ['txn.after-commit', 0, 2, 'committed'],
   ])('at %s (skipping %i, %i taken) ends %s after recovery', async (point, skip, takes, expected) => {
     const spool = await openSpool(tmp.path);
