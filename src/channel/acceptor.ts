@@ -16,7 +16,7 @@ import { unsealableReason } from '../envelope/sealable.js';
 import { createExclusive, ensureDir, fsyncDir, listDir, openRegularForRead, parentOf, renameIfExists, replaceFileDurable, unlinkIfExists, unlinkIfExistsSync, writeAll, pathExists } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { openCommitFile } from '../outbox/commit-file.js';
-import { dropTmpLinks } from '../outbox/commit-point.js';
+import { dropTmpLinks, finishParkedCommits } from '../outbox/commit-point.js';
 import type { OutboxEntry } from '../outbox/outbox.js';
 import { crashPoint } from '../spool/crash-point.js';
 import type { Spool } from '../spool/spool.js';
@@ -228,6 +228,9 @@ export class Acceptor {
     // on a full disk): its sources are still in the outbox. Finish it first, or they would be sealed
     // again under new sequence numbers and delivered twice. If finishing fails, this pass fails too.
     if (await pathExists(this.journalPath)) await this.recover();
+    // Commits a killed committer left decided but parked in commits/tmp/ join commits/new/ now, not at the next
+    // recovery, and the scan starts over so that they go before what was committed after them (commit-point.ts).
+    if (await finishParkedCommits(this.spool.layout) > 0) this.resetScan();
     const handles: FileHandle[] = [];
     this.reachedEnd = false;
     this.takenThisPass = undefined;
@@ -454,6 +457,12 @@ export class Acceptor {
     const dir = join(this.spool.layout.deadOut, 'outbox');
     await ensureDir(dir);
     const name = entry.kind === 'raw' ? `${entry.queue}.${entry.name}` : entry.name;
+    if (entry.kind === 'commit') {
+      // Its links in commits/tmp/ go first, or recovery would link it into commits/new/ again (commit-point.ts).
+      let st;
+      try { st = lstatSync(entry.path); } catch { return 'gone'; }
+      if (st.nlink > 1) await dropTmpLinks(this.spool.layout, st.ino);
+    }
     await replaceFileDurable(join(dir, `${name}.reason.json`), JSON.stringify({ reason, at: now(), source: entry.path }));
     await renameIfExists(entry.path, join(dir, name));
     await fsyncDir(dir);
@@ -513,14 +522,19 @@ export class Acceptor {
     }
     crashPoint('accept.before-unlink');
     // A commit file with a second link in commits/tmp/ (a parked name, or its tmp/ name a power cut brought back): that
-    // link goes first, durably, or it would be read later as a commit still to make, or as undecided (commit-point.ts).
+    // link goes first, durably, or it would be read later as a commit still to make, or as undecided. And commits/tmp/
+    // is synced before any commit file goes, even with one link: a committer killed after unlinking its parked name
+    // but before syncing tmp/ leaves that unlink (or its step-1 rename) not durable (commit-point.ts).
     const commitsNew = this.spool.layout.commitsNew;
+    let commitSources = false;
     for (const src of journal.sources) {
       if (parentOf(src) !== commitsNew) continue;
+      commitSources = true;
       let st;
       try { st = lstatSync(src); } catch { continue; }
       if (st.nlink > 1) await dropTmpLinks(this.spool.layout, st.ino);
     }
+    if (commitSources) await fsyncDir(this.spool.layout.commitsTmp);
     const dirs = new Set<string>();
     for (const src of journal.sources) {
       unlinkIfExistsSync(src); // direct: one thread-pool round trip per source cost more than the unlink

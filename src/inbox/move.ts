@@ -34,7 +34,7 @@ export async function moveMessage(queueDir: string, src: MoveDir, from: string, 
   const parked = join(queueDir, src, `${MOVE_PREFIX}${dst}-${to}`);
   if (!(await renameIfExists(join(queueDir, src, from), parked))) return false;
   crashPoint('move.after-decide');
-  await dropFinishedCounterparts(queueDir, parked, src, from);
+  await dropFinishedCounterparts(queueDir, parked, src);
   return (await finish(queueDir, parked, dst, to)) === 'moved';
 }
 
@@ -47,27 +47,66 @@ export async function finishMoves(queueDir: string, src: MoveDir): Promise<numbe
   for (const name of await listDir(join(queueDir, src))) {
     const m = MOVE_RE.exec(name);
     if (!m) continue;
-    if ((await finish(queueDir, join(queueDir, src, name), m[1] as MoveDir, m[2] as string)) === 'moved') n += 1;
+    const parked = join(queueDir, src, name);
+    const dst = m[1] as MoveDir;
+    const to = m[2] as string;
+    if (await superseded(queueDir, parked, src, dst, to)) continue;
+    await dropFinishedCounterparts(queueDir, parked, src);
+    if ((await finish(queueDir, parked, dst, to)) === 'moved') n += 1;
   }
   return n;
 }
 
 /**
- * A message that arrived in `<src>/<from>` by a move whose parked name is not unlinked yet (its mover is between
- * steps 2 and 3, or was killed there) is one file with two names. Before it moves on, that parked name goes, durably:
- * else a cut could bring it back after this message was taken and committed, and recovery would move it in again.
+ * A message that arrived in `<src>` by a move whose parked name is not unlinked yet (its mover is between steps 2 and
+ * 3, or was killed there) is one file with two names. Before it moves on, that parked name goes, durably — after this
+ * move's own step 1 is durable (else a cut could find it in neither directory): otherwise a cut could bring the
+ * parked name back after this message was taken and committed, and recovery would move it in again.
  */
-async function dropFinishedCounterparts(queueDir: string, parked: string, src: MoveDir, from: string): Promise<void> {
+async function dropFinishedCounterparts(queueDir: string, parked: string, src: MoveDir): Promise<void> {
   const st = await fsp.lstat(parked).catch(() => undefined);
   if (st === undefined || st.nlink < 2) return;
+  let srcSynced = false;
   for (const other of ['new', 'lease', 'dead'] as const) {
     if (other === src) continue;
-    const counterpart = join(queueDir, other, `${MOVE_PREFIX}${src}-${from}`);
-    const cst = await fsp.lstat(counterpart).catch(() => undefined);
-    if (cst === undefined || cst.ino !== st.ino || cst.dev !== st.dev) continue;
-    await unlinkIfExists(counterpart);
-    await fsyncDir(join(queueDir, other));
+    for (const name of await listDir(join(queueDir, other))) {
+      if (!name.startsWith(`${MOVE_PREFIX}${src}-`)) continue;
+      const counterpart = join(queueDir, other, name);
+      const cst = await fsp.lstat(counterpart).catch(() => undefined);
+      if (cst === undefined || cst.ino !== st.ino || cst.dev !== st.dev) continue;
+      if (!srcSynced) await fsyncDir(join(queueDir, src));
+      srcSynced = true;
+      await unlinkIfExists(counterpart);
+      await fsyncDir(join(queueDir, other));
+    }
   }
+}
+
+/**
+ * A parked name whose file lives on under another name while its target is missing: the move was done and the
+ * message moved on (a lease renamed when its transaction marked it, a message taken again after its return). The
+ * parked name is only what a power cut brought back: it goes (every directory of the queue synced first, so that
+ * the other name is durable wherever it is), never linked in again.
+ */
+async function superseded(queueDir: string, parked: string, src: MoveDir, dst: MoveDir, to: string): Promise<boolean> {
+  const st = await fsp.lstat(parked).catch(() => undefined);
+  if (st === undefined || !st.isFile() || st.nlink < 2) return false;
+  if (await fsp.lstat(join(queueDir, dst, to)).then(() => true, () => false)) return false;
+  // Only when the other name is a message's own name: another parked name (a move of it under way in another
+  // process) is left to that move and to dropFinishedCounterparts.
+  let ownName = false;
+  for (const d of ['new', 'lease', 'dead'] as const) {
+    for (const name of await listDir(join(queueDir, d))) {
+      if (name.startsWith(MOVE_PREFIX)) continue;
+      const o = await fsp.lstat(join(queueDir, d, name)).catch(() => undefined);
+      if (o !== undefined && o.ino === st.ino && o.dev === st.dev) ownName = true;
+    }
+  }
+  if (!ownName) return false;
+  for (const d of ['new', 'lease', 'dead'] as const) await fsyncDir(join(queueDir, d)).catch(() => undefined);
+  await unlinkIfExists(parked);
+  await fsyncDir(join(queueDir, src));
+  return true;
 }
 
 async function finish(queueDir: string, parked: string, dst: MoveDir, to: string): Promise<'moved' | 'gone' | 'kept'> {

@@ -14,15 +14,19 @@
 // comes later). That listing happens once per boot.
 //
 // Two processes raising the floor at the same instant both re-read it just before writing and write the larger
-// value, so it can only be lowered by a write that lands within that re-read window: a floor lowered that way is
-// still above every name made before either process started.
-import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
+// value, so it can only be lowered by a write that lands within that re-read window (no lock: Node has no flock):
+// a floor lowered that way is still above every name made before either process started, and a third process
+// would have to start inside that window with its clock stepped back to name a commit below one of theirs.
+import { closeSync, constants, opendirSync, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { monotonicMicros, nameTime, raiseMicrosFloor, uniqueName } from './unique.js';
 
 const RECORD_BYTES = 80;
-/** `v1 <boot id> <micros>`: the boot id is a UUID, or `-` where the system has none. */
-const RECORD_RE = /^v1 ([0-9a-f-]{1,36}) (\d{1,17}) *\n?$/;
+/**
+ * `v1 <boot id> <micros> <micros>`: the boot id is a UUID, or `-` where the system has none. The value twice: a read
+ * racing another process's in-place write may see half of each, and is then told apart and read again.
+ */
+const RECORD_RE = /^v1 ([0-9a-f-]{1,36}) (\d{1,17}) (\d{1,17}) *\n?$/;
 /** The names this host's processes make (unique.ts): only these take part in finding the floor again. */
 const OWN_NAME_RE = /^\d{1,15}\.M\d{6}P\d+Q\d+R[0-9a-f]{8}\./;
 
@@ -70,7 +74,7 @@ export class NameFloor {
       const again = readRecord(fd, boot) ?? 0;
       const floor = Math.max(again, micros(name));
       const record = Buffer.alloc(RECORD_BYTES, ' ');
-      record.write(`v1 ${boot} ${floor}`);
+      record.write(`v1 ${boot} ${floor} ${floor}`);
       record[RECORD_BYTES - 1] = 0x0a;
       writeSync(fd, record, 0, RECORD_BYTES, 0);
       return name;
@@ -83,26 +87,35 @@ export class NameFloor {
   private recover(): number {
     let floor = monotonicMicros();
     for (const dir of this.waiting()) {
-      let names: string[];
+      // Streamed: a backlog of a million waiting names is never held as one array (I8).
+      let d;
       try {
-        names = readdirSync(dir);
+        d = opendirSync(dir);
       } catch {
         continue;
       }
-      for (const n of names) if (OWN_NAME_RE.test(n)) floor = Math.max(floor, micros(n));
+      try {
+        for (let e = d.readSync(); e !== null; e = d.readSync()) if (OWN_NAME_RE.test(e.name)) floor = Math.max(floor, micros(e.name));
+      } finally {
+        d.closeSync();
+      }
     }
     return floor;
   }
 }
 
-/** The floor the file holds for this boot; undefined when it holds none (missing, torn, another boot). */
+/** The floor the file holds for this boot; undefined when it holds none (missing, torn three times, another boot). */
 function readRecord(fd: number, boot: string): number | undefined {
   const buf = Buffer.alloc(RECORD_BYTES);
-  const n = readSync(fd, buf, 0, RECORD_BYTES, 0);
-  const m = RECORD_RE.exec(buf.toString('latin1', 0, n));
-  if (!m || m[1] !== boot) return undefined;
-  const v = Number(m[2]);
-  return Number.isSafeInteger(v) ? v : undefined;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const n = readSync(fd, buf, 0, RECORD_BYTES, 0);
+    const m = RECORD_RE.exec(buf.toString('latin1', 0, n));
+    if (!m || m[1] !== boot) return undefined;
+    if (m[2] !== m[3]) continue; // torn by a concurrent write: read again
+    const v = Number(m[2]);
+    return Number.isSafeInteger(v) ? v : undefined;
+  }
+  return undefined;
 }
 
 /** The waiting directories of a spool: commits/new and every outbox queue's new/. */

@@ -49,13 +49,26 @@ export async function finishCommitted(layout: SpoolLayout, entry: string, syncTm
   try {
     await fsp.link(parked, join(layout.commitsNew, parsed.name));
   } catch (err) {
-    if (errno(err) === 'ENOENT') return; // finished by another process, which synced new/ before the unlink
+    // ENOENT: finished by another process (recovery, an accept pass), which synced new/ before its unlink; nothing else
+    // removes a parked name (the tmp/ sweep skips them).
+    if (errno(err) === 'ENOENT') return;
     if (errno(err) !== 'EEXIST') throw err;
   }
   await fsyncDir(layout.commitsNew);
   crashPoint('txn.after-link');
   await unlinkIfExists(parked);
   if (syncTmp) await fsyncDir(layout.commitsTmp);
+}
+
+/** Finishes every parked commit in commits/tmp/ (recovery, and each accept pass); returns how many. */
+export async function finishParkedCommits(layout: SpoolLayout): Promise<number> {
+  let n = 0;
+  for (const entry of await listDir(layout.commitsTmp)) {
+    if (parseCommitted(entry) === undefined) continue;
+    await finishCommitted(layout, entry, true);
+    n += 1;
+  }
+  return n;
 }
 
 /**

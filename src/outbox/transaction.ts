@@ -220,6 +220,7 @@ export class Transaction {
     if (parked !== undefined) {
       crashPoint('txn.after-rename');
       await finishCommitted(this.ctx.layout, parked, false);
+      crashPoint('txn.after-unpark');
     } else if (hasSends) {
       crashPoint('txn.after-rename');
       await fsyncDirFast(this.ctx.layout.commitsNew);

@@ -5,7 +5,7 @@ import { FerryError, errno } from '../errors.js';
 import { DIR_MODE, assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, unlinkIfExists } from '../maildir/fsx.js';
 import { Inbox, type TakeOptions } from '../inbox/inbox.js';
 import { abortedCommitName } from '../inbox/lease-name.js';
-import { finishCommitted, parseCommitted } from '../outbox/commit-point.js';
+import { finishParkedCommits, parseCommitted } from '../outbox/commit-point.js';
 import { InboxDelivery } from '../inbox/delivery.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
 import { Outbox } from '../outbox/outbox.js';
@@ -152,9 +152,7 @@ export class Spool implements SpoolContext {
     // Recovery deletes and renames: never through a symlink planted in place of a spool directory.
     await assertRealDirs([layout.root, layout.state, layout.commits, layout.commitsTmp, layout.outbox, layout.inbox]);
     // Commits a killed process left parked on their way to commits/new/ are finished before any lease is judged.
-    for (const entry of await listDir(layout.commitsTmp)) {
-      if (parseCommitted(entry) !== undefined) await finishCommitted(layout, entry, true);
-    }
+    await finishParkedCommits(layout);
     for (const queue of await this.inbox.queues()) {
       report.leasesReturned += await this.inbox.reclaimExpired(queue, now);
     }
@@ -180,6 +178,7 @@ export class Spool implements SpoolContext {
       if (!(await isRealDirIfPresent(dir))) continue;
       for (const name of await listDir(dir)) {
         const path = join(dir, name);
+        if (dir === layout.commitsTmp && parseCommitted(name) !== undefined) continue; // decided: finished, never swept
         if (keep.has(name)) {
           // A kept name (a pending journal's message, a committing transaction's file) with a second link is what a
           // power cut leaves of a rename out of tmp/ that happened: it was published, or committed. Only that old

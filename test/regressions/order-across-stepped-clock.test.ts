@@ -72,13 +72,13 @@ describe('the name floor', () => {
     const file = join(tmp.path, 'floor');
     const ahead = (Date.now() + 5 * HOUR) * 1000;
     const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    writeFileSync(file, `v1 ${boot} ${ahead}\n`);
+    writeFileSync(file, `v1 ${boot} ${ahead} ${ahead}\n`);
     const floor = new NameFloor(file, () => []);
     const a = floor.next('alpha');
     const b = floor.next('alpha');
     expect(microsOf(a)).toBeGreaterThan(ahead);
     expect(microsOf(b)).toBeGreaterThan(microsOf(a));
-    expect(readFileSync(file, 'utf8')).toMatch(new RegExp(`^v1 ${boot} ${microsOf(b)} *\\n$`));
+    expect(readFileSync(file, 'utf8')).toMatch(new RegExp(`^v1 ${boot} ${microsOf(b)} ${microsOf(b)} *\\n$`));
   });
 
   it('ignores a torn or foreign record and starts from the waiting names instead', () => {
@@ -87,7 +87,7 @@ describe('the name floor', () => {
     const ahead = Math.floor((Date.now() + 3 * HOUR) / 1000);
     mkdirSync(waiting);
     writeFileSync(join(waiting, `${ahead}.M000123P1Q1R0123abcd.alpha`), '');
-    for (const junk of ['v1 ', 'garbage\n', `v1 not-this-boot 99999999999999999\n`]) {
+    for (const junk of ['v1 ', 'garbage\n', `v1 not-this-boot 99999999999999999 99999999999999999\n`, `v1 ${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()} 99999999999999999 11111111111111111\n`]) {
       writeFileSync(file, junk);
       const name = new NameFloor(file, () => [waiting]).next('alpha');
       expect(microsOf(name)).toBeGreaterThan(ahead * 1_000_000 + 123);
