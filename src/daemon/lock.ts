@@ -7,13 +7,15 @@
 //
 // The control socket is the file state/control.sock: in the spool's 0700 state/, so only its user (and root) can
 // reach it, and nobody else can take its name first. Its holder of the lock removes one a killed daemon left. A
-// request also starts with the token the daemon wrote to state/control.token (0600). Where a socket path would be
-// too long for sun_path (a spool root past ~80 bytes), or no flock can be taken, an abstract socket named after the
-// spool is the fallback (and then also the lock): that one has no file mode, so any local user can connect (the
-// token still stands) or bind its name first.
+// request also starts with the token the daemon wrote to state/control.token (0600). Where that path would be too
+// long for sun_path (a spool root past ~80 bytes), the socket is a file in /run/ferry-<uid>/ (or <tmpdir>/ferry-<uid>/),
+// 0700 and checked to be this user's. Only where no flock can be taken at all (no util-linux) is an abstract socket
+// named after the spool the fallback, and then also the lock: that one has no file mode, so any local user can
+// connect (the token still stands) or bind its name first, and it does not lock across network namespaces.
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { FerryError, errno } from '../errors.js';
@@ -28,10 +30,37 @@ const SOCKET_FILE = 'control.sock';
 /** Longest socket path bound (sun_path holds 108 bytes with its NUL). */
 const MAX_SOCKET_PATH = 100;
 
-/** The control socket's address for a spool root: state/control.sock, or an abstract name when that path is too long. */
+/**
+ * The control socket's address for a spool root: state/control.sock, or — when that path is too long for sun_path —
+ * a file in a short directory private to this user (see {@link shortSocketDir}).
+ */
 export function controlAddress(root: string): string {
   const file = join(realRoot(root), 'state', SOCKET_FILE);
-  return Buffer.byteLength(file) <= MAX_SOCKET_PATH ? file : abstractAddress(root);
+  if (Buffer.byteLength(file) <= MAX_SOCKET_PATH) return file;
+  return join(shortSocketDir(), `${createHash('sha256').update(realRoot(root)).digest('hex').slice(0, 24)}.sock`);
+}
+
+/**
+ * `/run/ferry-<uid>` (root, or wherever /run is writable), else `<tmpdir>/ferry-<uid>`: made 0700 and refused unless
+ * it is a real directory of this user's that gives nothing to others, so no other local user can reach the socket
+ * in it or take its name first (red team: an abstract name there could be bound first by anyone).
+ */
+function shortSocketDir(): string {
+  const uid = process.getuid?.() ?? 0;
+  const candidates = [`/run/ferry-${uid}`, join(tmpdir(), `ferry-${uid}`)];
+  for (const dir of candidates) {
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (err) {
+      if (errno(err) !== 'EEXIST') continue; // not writable here: the next candidate
+    }
+    const st = lstatSync(dir);
+    if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
+      throw new FerryError('ESPOOL', `${dir} (where the control socket of a spool with a long path goes) is not a directory of uid ${uid} with mode 0700; another user may have made it: remove it, or use a shorter spool path`, { path: dir });
+    }
+    return dir;
+  }
+  throw new FerryError('ESPOOL', `no directory for the control socket: neither /run nor ${tmpdir()} is writable; use a shorter spool path`, {});
 }
 
 /** The abstract socket name for a spool root: the fallback (see the top of this file). */

@@ -1,7 +1,7 @@
 // Regression (red team 2, findings 3, 4 and 5).
 // Red team 2: the control socket and the one-daemon lock against an unprivileged local user (uid 65534).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, realpathSync } from 'node:fs';
+import { chmodSync, mkdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -56,6 +56,37 @@ describe('control socket squatting', () => {
   }, 30_000);
 });
 
+
+describe('control socket of a spool whose path is too long for sun_path', () => {
+  // Red team 3: past ~80 bytes of spool path the socket fell back to an abstract name computable from the path; any
+  // local user could bind it first (ELOCKED) and, with a stale token file, answer the CLI. Now it is a file in
+  // /run/ferry-<uid>/ (0700, checked to be ours).
+  it('lives in a private directory; a local user binding the old abstract name neither stops the daemon nor answers it', async () => {
+    const root = spoolRoot(`long-${'x'.repeat(100)}`);
+    const abstractName = `ferry-${createHash('sha256').update(realpathSync(root)).digest('hex').slice(0, 24)}`;
+    const { p, out } = await asNobody(`
+      import { createServer } from 'node:net';
+      const s = createServer((c) => { c.setEncoding('utf8'); c.on('data', (d) => { console.log('GOT ' + d.trim()); c.end(JSON.stringify({ forged: true }) + '\\n'); }); });
+      s.listen('\\0' + process.env.ADDR, () => console.log('READY'));
+    `, { ADDR: abstractName });
+    try {
+      const address = controlAddress(root);
+      expect(address.startsWith('/run/ferry-0/')).toBe(true);
+      const lock = await acquireLock(root, async (line) => ({ real: line }));
+      try {
+        expect((statSync('/run/ferry-0').mode & 0o777)).toBe(0o700);
+        expect(await askDaemon(root, 'status')).toEqual({ real: 'status' });
+      } finally {
+        await new Promise<void>((resolve) => lock.close(() => resolve()));
+      }
+      expect(await askDaemon(root, 'status')).toBeUndefined();
+      expect(out()).not.toMatch(/GOT/);
+    } finally {
+      p.kill('SIGKILL');
+      rmSync(controlAddress(root), { force: true });
+    }
+  }, 30_000);
+});
 
 describe('unauthenticated connections', () => {
   it('idle unauthenticated connections are dropped after 2 s and capped at 16: the daemon keeps its descriptors', async () => {
