@@ -7,47 +7,23 @@
 // Now the commit decides by a rename inside tmp/ (to `<txid>.committed-<name>`), links into new/, fsyncs it, and
 // unlinks the parked name; recovery finishes a parked commit; the acceptor removes a commit file's tmp/ links before it.
 
-import { spawnSync } from 'node:child_process';
-import { closeSync, constants, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Acceptor } from '../../src/channel/acceptor.js';
-import { forceUnmountPowercut, mountPowercut, type PowercutMount } from '../../src/devtools/powercut.js';
 import { sodiumReady, type SealKey } from '../../src/envelope/index.js';
 import { Spool } from '../../src/spool/spool.js';
-import { childEnv, deliver, readOutbox, REPO } from '../fixtures/spool.js';
+import { fsyncDirAt, spoolChild as child, usePowercutSpools } from '../fixtures/powercut-spool.js';
+import { deliver, readOutbox } from '../fixtures/spool.js';
 
-const work = mkdtempSync(join('/dev/shm', 'ferry-ctp-cut-'));
-const mounts: string[] = [];
-afterAll(async () => {
-  for (const m of mounts) await forceUnmountPowercut(m);
-  rmSync(work, { recursive: true, force: true });
-});
-
-let count = 0;
-async function boot(): Promise<{ pc: PowercutMount; root: string }> {
-  const dir = join(work, `t${++count}`);
-  mkdirSync(join(dir, 'backing'), { recursive: true });
-  const mount = join(dir, 'mnt');
-  mounts.push(mount);
-  const pc = await mountPowercut({ backing: join(dir, 'backing'), mount });
-  return { pc, root: join(mount, 'spool') };
-}
-
-function child(root: string, body: string, env: Record<string, string> = {}): { status: number | null; signal: string | null; stdout: string; stderr: string } {
-  const script = `import { Spool } from './dist/spool/spool.js'; const spool = await Spool.open(${JSON.stringify(root)}, { host: 'alpha' }); ${body}`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO, env: childEnv(env), encoding: 'utf8' });
-  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
-}
+const boot = usePowercutSpools('ctp-cut');
+const plainDir = mkdtempSync(join(tmpdir(), 'ferry-ctp-plain-'));
+afterAll(() => rmSync(plainDir, { recursive: true, force: true }));
 
 const CTP = `const tx = spool.transaction(); const m = await tx.take('jobs', { leaseMs: 60_000 });
   await tx.send('results', 'done:' + (await m.read()).toString()); await tx.commit(); console.log('committed');`;
-
-function fsyncDirAt(dir: string): void {
-  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try { fsyncSync(fd); } finally { closeSync(fd); }
-}
 
 /** After recovery (every lease expired): the results waiting to ship and the jobs still to take. */
 function outcome(root: string): { results: string[]; jobs: string[] } {
@@ -88,8 +64,7 @@ describe('a consume-transform-produce commit, killed at its commit point, anothe
 describe('a consume-transform-produce commit file shipped while its parked name is still in commits/tmp/', () => {
   it('loses that name with it: recovery afterwards neither commits it again nor returns the job', async () => {
     await sodiumReady();
-    const dir = mkdtempSync(join(work, 'plain-'));
-    const root = join(dir, 'spool');
+    const root = join(plainDir, 'spool');
     const spool = await Spool.open(root, { host: 'alpha', create: true });
     await deliver(spool, 'jobs', ['j1']);
     const killed = child(root, CTP, { FERRY_CRASH_AT: 'txn.after-link' });

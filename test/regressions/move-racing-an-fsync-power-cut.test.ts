@@ -8,42 +8,14 @@
 // mover is killed at each step, the other process fsyncs the source, the power goes, and after the reboot the
 // message must be taken exactly once.
 
-import { spawnSync } from 'node:child_process';
-import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, constants } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { forceUnmountPowercut, mountPowercut, type PowercutMount } from '../../src/devtools/powercut.js';
+import { describe, expect, it } from 'vitest';
 import { Spool } from '../../src/spool/spool.js';
-import { childEnv, deliver, REPO } from '../fixtures/spool.js';
+import { fsyncDirAt, spoolChild as child, usePowercutSpools } from '../fixtures/powercut-spool.js';
+import { deliver } from '../fixtures/spool.js';
 
-const work = mkdtempSync(join('/dev/shm', 'ferry-move-cut-'));
-const mounts: string[] = [];
-afterAll(async () => {
-  for (const m of mounts) await forceUnmountPowercut(m);
-  rmSync(work, { recursive: true, force: true });
-});
-
-let count = 0;
-async function boot(): Promise<{ pc: PowercutMount; root: string }> {
-  const dir = join(work, `t${++count}`);
-  mkdirSync(join(dir, 'backing'), { recursive: true });
-  const mount = join(dir, 'mnt');
-  mounts.push(mount);
-  const pc = await mountPowercut({ backing: join(dir, 'backing'), mount });
-  return { pc, root: join(mount, 'spool') };
-}
-
-/** Runs a spool script in a child (so that only children use the mount when the power goes). */
-function child(root: string, body: string, env: Record<string, string> = {}): { status: number | null; signal: string | null; stdout: string } {
-  const script = `import { Spool } from './dist/spool/spool.js'; const spool = await Spool.open(${JSON.stringify(root)}, { host: 'alpha' }); ${body}`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO, env: childEnv(env), encoding: 'utf8' });
-  return { status: r.status, signal: r.signal, stdout: r.stdout };
-}
-
-function fsyncDirAt(dir: string): void {
-  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try { fsyncSync(fd); } finally { closeSync(fd); }
-}
+const boot = usePowercutSpools('move-cut');
 
 /** After the reboot: every take of `q` (all leases expired), as payloads. */
 function takeAll(root: string): string[] {

@@ -9,38 +9,18 @@
 //    the acceptor (one link, so no tmp/ sync): after a cut, tmp/<txid> was back, read as undecided, and the takes
 //    returned although the sends had been shipped.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Acceptor } from '../../src/channel/acceptor.js';
-import { forceUnmountPowercut, mountPowercut, type PowercutMount } from '../../src/devtools/powercut.js';
 import { sodiumReady, type SealKey } from '../../src/envelope/index.js';
 import { Spool } from '../../src/spool/spool.js';
+import { openSpoolScript as pre, spoolChild as child, usePowercutSpools } from '../fixtures/powercut-spool.js';
 import { childEnv, deliver, REPO } from '../fixtures/spool.js';
 
-const work = mkdtempSync(join('/dev/shm', 'ferry-rt3-'));
-const mounts: string[] = [];
-afterAll(async () => {
-  for (const m of mounts) await forceUnmountPowercut(m);
-  rmSync(work, { recursive: true, force: true });
-});
-
-let count = 0;
-async function boot(): Promise<{ pc: PowercutMount; root: string; dir: string }> {
-  const dir = join(work, `t${++count}`);
-  mkdirSync(join(dir, 'backing'), { recursive: true });
-  const mount = join(dir, 'mnt');
-  mounts.push(mount);
-  const pc = await mountPowercut({ backing: join(dir, 'backing'), mount });
-  return { pc, root: join(mount, 'spool'), dir };
-}
-
-const pre = (root: string) => `import { Spool } from './dist/spool/spool.js'; const spool = await Spool.open(${JSON.stringify(root)}, { host: 'alpha' });`;
-function child(root: string, body: string, env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, ['--input-type=module', '-e', pre(root) + body], { cwd: REPO, env: childEnv(env), encoding: 'utf8' });
-}
+const boot = usePowercutSpools('rt3');
 
 /** After the reboot and recovery with every lease expired: what can be taken from `q`, and the commit files waiting. */
 function afterReboot(root: string): { taken: string[]; waiting: number } {
