@@ -457,12 +457,8 @@ export class Acceptor {
     const dir = join(this.spool.layout.deadOut, 'outbox');
     await ensureDir(dir);
     const name = entry.kind === 'raw' ? `${entry.queue}.${entry.name}` : entry.name;
-    if (entry.kind === 'commit') {
-      // Its links in commits/tmp/ go first, or recovery would link it into commits/new/ again (commit-point.ts).
-      let st;
-      try { st = lstatSync(entry.path); } catch { return 'gone'; }
-      if (st.nlink > 1) await dropTmpLinks(this.spool.layout, st.ino);
-    }
+    // Its links in commits/tmp/ go first, or recovery would link it into commits/new/ again (commit-point.ts).
+    if (entry.kind === 'commit' && !(await dropTmpLinks(this.spool.layout, entry.path))) return 'gone';
     await replaceFileDurable(join(dir, `${name}.reason.json`), JSON.stringify({ reason, at: now(), source: entry.path }));
     await renameIfExists(entry.path, join(dir, name));
     await fsyncDir(dir);
@@ -530,9 +526,7 @@ export class Acceptor {
     for (const src of journal.sources) {
       if (parentOf(src) !== commitsNew) continue;
       commitSources = true;
-      let st;
-      try { st = lstatSync(src); } catch { continue; }
-      if (st.nlink > 1) await dropTmpLinks(this.spool.layout, st.ino);
+      await dropTmpLinks(this.spool.layout, src);
     }
     if (commitSources) await fsyncDir(this.spool.layout.commitsTmp);
     const dirs = new Set<string>();

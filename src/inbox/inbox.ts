@@ -1,9 +1,9 @@
 // Taking messages from inbox queues: oldest first, leased by rename, returned when a lease expires.
-import { promises as fsp, watch, type FSWatcher, type Stats } from 'node:fs';
+import { promises as fsp, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
 import { compareNames } from '../maildir/unique.js';
-import { assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, renameIfExists, unlinkIfExists, pathExists } from '../maildir/fsx.js';
+import { assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, lstatIfExists, renameIfExists, unlinkIfExists, pathExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
 import { finishMoves, moveMessage } from './move.js';
 import { findCommitted, finishCommitted } from '../outbox/commit-point.js';
@@ -287,16 +287,6 @@ export class Inbox {
   }
 }
 
-
-/** lstat, or undefined when the path is gone. */
-async function lstatIfExists(path: string): Promise<Stats | undefined> {
-  try {
-    return await fsp.lstat(path);
-  } catch (err) {
-    if (errno(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-}
 
 /** Resolves when something appears in `dir`, after `ms`, or on abort — whichever comes first. */
 function waitForEntry(dir: string, ms: number, signal?: AbortSignal): Promise<void> {

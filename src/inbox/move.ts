@@ -14,10 +14,10 @@
 // after step 1 leaves the dot-name, which {@link finishMoves} completes (link, fsync, unlink) — any process may, even
 // while the mover still runs: every step tolerates having been done by the other. Dot-names are invisible to
 // consumers and maildir readers.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
-import { fsyncDir, listDir, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
+import { fsyncDir, listDir, lstatIfExists, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
 
 /** The subdirectories of a queue a message moves between. */
@@ -34,8 +34,9 @@ export async function moveMessage(queueDir: string, src: MoveDir, from: string, 
   const parked = join(queueDir, src, `${MOVE_PREFIX}${dst}-${to}`);
   if (!(await renameIfExists(join(queueDir, src, from), parked))) return false;
   crashPoint('move.after-decide');
-  await dropFinishedCounterparts(queueDir, parked, src);
-  return (await finish(queueDir, parked, dst, to)) === 'moved';
+  const st = await lstatIfExists(parked);
+  await dropFinishedCounterparts(queueDir, parked, st, src);
+  return (await finish(queueDir, parked, st, dst, to)) === 'moved';
 }
 
 /**
@@ -50,9 +51,10 @@ export async function finishMoves(queueDir: string, src: MoveDir): Promise<numbe
     const parked = join(queueDir, src, name);
     const dst = m[1] as MoveDir;
     const to = m[2] as string;
-    if (await superseded(queueDir, parked, src, dst, to)) continue;
-    await dropFinishedCounterparts(queueDir, parked, src);
-    if ((await finish(queueDir, parked, dst, to)) === 'moved') n += 1;
+    const st = await lstatIfExists(parked);
+    if (await superseded(queueDir, parked, st, src, dst, to)) continue;
+    await dropFinishedCounterparts(queueDir, parked, st, src);
+    if ((await finish(queueDir, parked, st, dst, to)) === 'moved') n += 1;
   }
   return n;
 }
@@ -63,8 +65,7 @@ export async function finishMoves(queueDir: string, src: MoveDir): Promise<numbe
  * move's own step 1 is durable (else a cut could find it in neither directory): otherwise a cut could bring the
  * parked name back after this message was taken and committed, and recovery would move it in again.
  */
-async function dropFinishedCounterparts(queueDir: string, parked: string, src: MoveDir): Promise<void> {
-  const st = await fsp.lstat(parked).catch(() => undefined);
+async function dropFinishedCounterparts(queueDir: string, parked: string, st: Stats | undefined, src: MoveDir): Promise<void> {
   if (st === undefined || st.nlink < 2) return;
   let srcSynced = false;
   for (const other of ['new', 'lease', 'dead'] as const) {
@@ -72,7 +73,7 @@ async function dropFinishedCounterparts(queueDir: string, parked: string, src: M
     for (const name of await listDir(join(queueDir, other))) {
       if (!name.startsWith(`${MOVE_PREFIX}${src}-`)) continue;
       const counterpart = join(queueDir, other, name);
-      const cst = await fsp.lstat(counterpart).catch(() => undefined);
+      const cst = await lstatIfExists(counterpart);
       if (cst === undefined || cst.ino !== st.ino || cst.dev !== st.dev) continue;
       if (!srcSynced) await fsyncDir(join(queueDir, src));
       srcSynced = true;
@@ -88,17 +89,16 @@ async function dropFinishedCounterparts(queueDir: string, parked: string, src: M
  * parked name is only what a power cut brought back: it goes (every directory of the queue synced first, so that
  * the other name is durable wherever it is), never linked in again.
  */
-async function superseded(queueDir: string, parked: string, src: MoveDir, dst: MoveDir, to: string): Promise<boolean> {
-  const st = await fsp.lstat(parked).catch(() => undefined);
+async function superseded(queueDir: string, parked: string, st: Stats | undefined, src: MoveDir, dst: MoveDir, to: string): Promise<boolean> {
   if (st === undefined || !st.isFile() || st.nlink < 2) return false;
-  if (await fsp.lstat(join(queueDir, dst, to)).then(() => true, () => false)) return false;
+  if ((await lstatIfExists(join(queueDir, dst, to))) !== undefined) return false;
   // Only when the other name is a message's own name: another parked name (a move of it under way in another
   // process) is left to that move and to dropFinishedCounterparts.
   let ownName = false;
   for (const d of ['new', 'lease', 'dead'] as const) {
     for (const name of await listDir(join(queueDir, d))) {
       if (name.startsWith(MOVE_PREFIX)) continue;
-      const o = await fsp.lstat(join(queueDir, d, name)).catch(() => undefined);
+      const o = await lstatIfExists(join(queueDir, d, name));
       if (o !== undefined && o.ino === st.ino && o.dev === st.dev) ownName = true;
     }
   }
@@ -109,9 +109,8 @@ async function superseded(queueDir: string, parked: string, src: MoveDir, dst: M
   return true;
 }
 
-async function finish(queueDir: string, parked: string, dst: MoveDir, to: string): Promise<'moved' | 'gone' | 'kept'> {
+async function finish(queueDir: string, parked: string, st: Stats | undefined, dst: MoveDir, to: string): Promise<'moved' | 'gone' | 'kept'> {
   const target = join(queueDir, dst, to);
-  const st = await fsp.lstat(parked).catch(() => undefined);
   if (st !== undefined && !st.isFile()) {
     // Not a message (a directory, FIFO or link planted in the queue, which cannot or must not be hard-linked): moved
     // by a plain rename, on its way to dead/ with a reason.
@@ -121,7 +120,7 @@ async function finish(queueDir: string, parked: string, dst: MoveDir, to: string
     await fsp.link(parked, target);
   } catch (err) {
     // The parked name gone: another process finished this move (it unlinks only after its fsync of `dst`).
-    if (errno(err) === 'ENOENT') return (await fsp.lstat(target).then(() => true, () => false)) ? 'moved' : 'gone';
+    if (errno(err) === 'ENOENT') return (await lstatIfExists(target)) !== undefined ? 'moved' : 'gone';
     if (errno(err) !== 'EEXIST') throw err;
     // Linked already (by the mover, or by an earlier recovery): only then may the parked name go.
     if ((await sameFile(parked, target)) === 'different') return 'kept';
@@ -135,8 +134,8 @@ async function finish(queueDir: string, parked: string, dst: MoveDir, to: string
 
 /** Whether `a` and `b` are one file (a gone `a` counts as the same: another process finished the move). */
 async function sameFile(a: string, b: string): Promise<'same' | 'different'> {
-  const sa = await fsp.lstat(a).catch(() => undefined);
+  const sa = await lstatIfExists(a);
   if (!sa) return 'same';
-  const sb = await fsp.lstat(b).catch(() => undefined);
+  const sb = await lstatIfExists(b);
   return sb !== undefined && sb.ino === sa.ino && sb.dev === sa.dev ? 'same' : 'different';
 }

@@ -1,6 +1,7 @@
 // Durable, symlink-refusing file system steps: every write the spool makes goes through here.
 import { spawn } from 'node:child_process';
 import { closeSync, constants, fsync, lstatSync, openSync, promises as fsp, renameSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { FerryError, errno } from '../errors.js';
 
@@ -247,6 +248,26 @@ export async function unlinkIfExists(path: string): Promise<boolean> {
     return true;
   } catch (err) {
     if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** lstat, or undefined when the path is gone. */
+export async function lstatIfExists(path: string): Promise<Stats | undefined> {
+  try {
+    return await fsp.lstat(path);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** {@link lstatIfExists}, direct. */
+export function lstatIfExistsSync(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return undefined;
     throw err;
   }
 }

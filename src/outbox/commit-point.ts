@@ -16,7 +16,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { errno } from '../errors.js';
-import { fsyncDir, listDir, unlinkIfExists } from '../maildir/fsx.js';
+import { fsyncDir, listDir, lstatIfExists, lstatIfExistsSync, unlinkIfExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
 import type { SpoolLayout } from '../spool/layout.js';
 
@@ -72,17 +72,21 @@ export async function finishParkedCommits(layout: SpoolLayout): Promise<number> 
 }
 
 /**
- * Before the acceptor removes a commit file from commits/new/ that has more than one link (inode `ino`): its other names in commits/tmp/
- * (a parked name, or the tmp/<txid> a cut brought back) go first, durably, so that none is read later as a commit
- * still to make or as an undecided transaction.
+ * Before the acceptor removes (ships or dead-letters) the commit file at `path`: when it has more than one link, its
+ * other names in commits/tmp/ (a parked name, or the tmp/<txid> a cut brought back) go first, durably, so that none
+ * is read later as a commit still to make or as an undecided transaction. False when the file is gone.
  */
-export async function dropTmpLinks(layout: SpoolLayout, ino: number): Promise<void> {
+export async function dropTmpLinks(layout: SpoolLayout, path: string): Promise<boolean> {
+  const file = lstatIfExistsSync(path);
+  if (file === undefined) return false;
+  if (file.nlink < 2) return true;
   let dropped = false;
   for (const e of await listDir(layout.commitsTmp)) {
     const p = join(layout.commitsTmp, e);
-    const st = await fsp.lstat(p).catch(() => undefined);
-    if (st === undefined || st.ino !== ino || !st.isFile()) continue;
+    const st = await lstatIfExists(p);
+    if (st === undefined || st.ino !== file.ino || st.dev !== file.dev || !st.isFile()) continue;
     if (await unlinkIfExists(p)) dropped = true;
   }
   if (dropped) await fsyncDir(layout.commitsTmp);
+  return true;
 }
