@@ -31,7 +31,7 @@
 // machine's clock (that would disturb everything else running here): the kernel's file times stay true.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync, writeFileSync, renameSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +97,24 @@ function setClock(group, offsetMs) {
   writeFileSync(`${clockFile(group)}.tmp`, `${Math.round(offsetMs)}\n`);
   renameSync(`${clockFile(group)}.tmp`, clockFile(group)); // never read half-written
 }
+// With --power-cuts: where a host's disk went (MiB): used, the simulator's state (shadow copies), and the spool's
+// largest subtrees; with the simulator's live inodes and pending changes. Printed with progress and on a stall.
+async function diskReport(h) {
+  const pc = powercuts.get(h);
+  if (!pc) return '';
+  const disk = join(work, 'hosts', h, 'disk');
+  const fs = statfsSync(disk);
+  const usedMiB = Math.round(((fs.blocks - fs.bfree) * fs.bsize) / 1048576);
+  let top = '';
+  try {
+    const out = execFileSync('du', ['-xm', '--max-depth=3', disk], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    top = out.trim().split('\n').map((l) => l.split('\t')).filter(([m, p]) => Number(m) >= 8 && p !== disk)
+      .sort((a, b) => Number(b[0]) - Number(a[0])).slice(0, 6).map(([m, p]) => `${p.slice(disk.length + 1)}=${m}`).join(' ');
+  } catch { /* du raced a removal */ }
+  let st = '';
+  try { const s = await pc.status(); st = ` inodes=${s.inodes} pending=${JSON.stringify(s.pending)}`; } catch { /* cutting */ }
+  return `${h}: used=${usedMiB}MiB${st} ${top}`;
+}
 // Each host's boot id (FERRY_BOOT_ID_FILE, src/maildir/name-floor.ts): a power cut is a reboot, so it gets a new one.
 const bootFile = (h) => join(work, 'boots', h);
 function newBoot(h) {
@@ -136,6 +154,9 @@ const startDaemon = (h, wait = false) => cluster.startDaemon(h, clockEnv(`${h}-d
 const alive = (c) => c && c.exitCode === null && c.signalCode === null;
 const producersDone = () => HOSTS.every((h) => lastSeq(h) >= limitPerHost && !alive(children.get(`producer:${h}`)));
 
+// Every fault with its wall-clock time, kept with the logs: a failure's examples are matched against it.
+const faultLog = (kind, h) => appendFileSync(join(work, 'faults.log'), `${Date.now()} ${kind} ${h}\n`);
+
 async function restartDead() {
   for (const h of HOSTS) {
     if (!alive(cluster.host(h).daemon)) await startDaemon(h);
@@ -152,7 +173,9 @@ async function fault(diskFullOk) {
     return;
   }
   if (POWER_CUTS > 0 && counts.powerCuts < POWER_CUTS && rand() < POWER_CUTS / (POWER_CUTS + KILLS)) {
-    await powerCut(pick(HOSTS));
+    const h = pick(HOSTS);
+    faultLog('power-cut', h);
+    await powerCut(h);
     return;
   }
   // Daemon restarts cost an SSH handshake and a recovery each; producers and consumers restart cheaply.
@@ -160,6 +183,7 @@ async function fault(diskFullOk) {
   if (diskFullOk) kinds.push('disk-full');
   const kind = pick(kinds);
   const h = pick(HOSTS);
+  faultLog(kind, h);
   if (kind === 'kill-daemon') {
     const d = cluster.host(h).daemon;
     if (alive(d)) { await cluster.stopDaemon(h, 'SIGKILL'); counts.kills += 1; }
@@ -392,6 +416,7 @@ try {
     if (Date.now() - lastReport > 5000) {
       lastReport = Date.now();
       say(`  … ${counts.kills} kills, ${POWER_CUTS ? `${counts.powerCuts} power cuts, ` : ''}${counts.pauses} pauses, ${counts.cuts} cuts, ${counts.diskFull} disk-full, ${counts.clockJumps} clock jumps${HOSTILE ? `, ${counts.hostile} hostile acts` : ''}; produced ${HOSTS.map(lastSeq).reduce((a, b) => a + b, 0)}/${limitPerHost * HOSTS.length}`);
+      if (POWER_CUTS && !QUIET) for (const h of HOSTS) say(`      ${await diskReport(h)}`);
     }
   }
   say('  faults over; draining');
@@ -403,7 +428,10 @@ try {
   await restartDead();
   const drainStart = Date.now();
   for (let left = await pending(); left !== ''; left = await pending()) {
-    if (Date.now() - drainStart > 600_000) throw new Error(`did not drain within 10 minutes; still on the way: ${left}`);
+    if (Date.now() - drainStart > 600_000) {
+      const disks = POWER_CUTS ? `; disks: ${(await Promise.all(HOSTS.map(diskReport))).join('; ')}` : '';
+      throw new Error(`did not drain within 10 minutes; still on the way: ${left}${disks}`);
+    }
     await restartDead();
     await sleep(500);
   }

@@ -2,7 +2,7 @@
 import { closeSync, constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createExclusive, createExclusiveSync, fsyncDir, renameIfExistsSync, syncFileSystem, unlinkIfExists, writeAll, writeAllSync } from '../maildir/fsx.js';
+import { createExclusive, createExclusiveSync, fsyncDir, lstatIfExistsSync, renameIfExistsSync, syncFileSystem, unlinkIfExists, unlinkIfExistsSync, writeAll, writeAllSync } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import type { SpoolContext } from '../spool/options.js';
 import type { Inbox } from './inbox.js';
@@ -159,16 +159,30 @@ export class InboxDelivery {
  * Publishes prepared items: renames tmp/<name>.meta → meta/<name>.json and tmp/<name> → new/<name>,
  * then fsyncs the directories. Idempotent: an item whose tmp file is gone was published already
  * (consumers never touch tmp/), so a journal can replay this after a crash at any instant.
+ *
+ * A power cut can bring a published item's tmp/ names back (the publish fsyncs new/ and meta/, not tmp/). While the
+ * message is still in the queue its tmp/<name> is then a second link of it (in new/, lease/ or dead/): dropped, never
+ * published again. Once it is consumed, its removal was made durable only after tmp/ was (inbox/move.ts syncWayIn),
+ * so a tmp/<name> with one link is one that was never published.
  */
 export async function completePublish(ctx: SpoolContext, items: readonly DeliveryItem[]): Promise<void> {
   const dirs = new Set<string>();
+  const pending: DeliveryItem[] = [];
   for (const item of items) {
     const dir = ctx.layout.inboxQueue(item.queue);
+    const tmp = join(dir, 'tmp', item.name);
+    const st = lstatIfExistsSync(tmp);
+    if (st === undefined || st.nlink > 1) {
+      if (st !== undefined) unlinkIfExistsSync(tmp);
+      unlinkIfExistsSync(`${tmp}.meta`);
+      continue;
+    }
     dirs.add(dir);
-    renameIfExistsSync(join(dir, 'tmp', `${item.name}.meta`), metaPath(dir, item.name));
+    pending.push(item);
+    renameIfExistsSync(`${tmp}.meta`, metaPath(dir, item.name));
   }
   await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'meta'))));
-  for (const item of items) {
+  for (const item of pending) {
     const dir = ctx.layout.inboxQueue(item.queue);
     renameIfExistsSync(join(dir, 'tmp', item.name), join(dir, 'new', item.name));
   }

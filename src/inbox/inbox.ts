@@ -5,7 +5,7 @@ import { errno } from '../errors.js';
 import { compareNames } from '../maildir/unique.js';
 import { assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, lstatIfExists, renameIfExists, unlinkIfExists, pathExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
-import { finishMoves, moveMessage } from './move.js';
+import { finishMoves, moveMessage, syncWayIn } from './move.js';
 import { findCommitted, finishCommitted } from '../outbox/commit-point.js';
 import { INBOX_SUBDIRS } from '../spool/layout.js';
 import { isQueueName, validateQueueName } from '../spool/names.js';
@@ -260,8 +260,8 @@ export class Inbox {
     // commits/new before commits/tmp: a cut between them then keeps the sends twice (deduped), never neither.
     await fsyncDir(layout.commitsNew);
     await fsyncDir(layout.commitsTmp);
-    // The take's leaving new/ durable before its lease goes (the committer may have died before syncing it).
-    await fsyncDir(join(dir, 'new'));
+    // The take's leaving new/ and tmp/ durable before its lease goes (the committer may have died before syncing it).
+    await syncWayIn(dir);
     // The meta only with the lease: a lease already gone may have been returned (its meta is the message's again).
     if (await unlinkIfExists(leasePath)) await unlinkIfExists(metaPath(dir, lease.name));
     return 'removed';

@@ -6,7 +6,7 @@ import { FerryError, errno } from '../errors.js';
 import { fsyncDir, openRegularForRead, renameIfExists, unlinkIfExists } from '../maildir/fsx.js';
 import type { SpoolContext } from '../spool/options.js';
 import { formatLease, stampExpiry, type LeaseName } from './lease-name.js';
-import { moveMessage } from './move.js';
+import { moveMessage, syncWayIn } from './move.js';
 import { metaPath, writeMeta, type InboxMeta } from './meta.js';
 import { now } from '../clock.js';
 
@@ -100,9 +100,9 @@ export class TakenMessage {
   async commit(): Promise<void> {
     this.assertOpen();
     if (this.ownedByTransaction) throw new FerryError('EUSAGE', 'this message belongs to a transaction; commit the transaction instead');
-    // The take's leaving new/ durable before the lease's removal can be: else a power cut could bring the
-    // message back into new/ with no lease, to be taken again (found by the power-cut chaos).
-    await fsyncDir(join(this.queueDir, 'new'));
+    // The take's leaving new/ (and the delivery's leaving tmp/) durable before the lease's removal can be: else a
+    // power cut could bring the message back with no lease, to be taken again (found by the power-cut chaos).
+    await syncWayIn(this.queueDir);
     const gone = await unlinkIfExists(this.path);
     if (!gone) throw this.lost();
     this.settled = true;

@@ -14,6 +14,7 @@ import type { Inbox, TakeOptions } from '../inbox/inbox.js';
 import { abortedCommitName } from '../inbox/lease-name.js';
 import { committedName, finishCommitted } from './commit-point.js';
 import { metaPath } from '../inbox/meta.js';
+import { syncWayIn } from '../inbox/move.js';
 import type { TakenMessage } from '../inbox/taken-message.js';
 import { encodeIndex, type CommitFileMessage } from './commit-file.js';
 import { now } from '../clock.js';
@@ -228,10 +229,10 @@ export class Transaction {
     // With takes, the file's absence from tmp/ is what tells recovery "committed": that must be
     // durable. A sends-only commit needs no such fsync — a tmp/ entry that came back after a power
     // loss would be a second link to a committed file, and recovery only sweeps tmp/ debris.
-    // So must each take's rename out of new/, before the lease goes (step 4): else a power cut could bring
-    // the message back into new/ with its lease gone, to be taken again (found by the power-cut round).
+    // So must each take's rename out of new/ (and its delivery's out of tmp/, inbox/move.ts syncWayIn), before the
+    // lease goes (step 4): else a power cut could bring the message back with its lease gone, to be taken again.
     // Its lease entry is durable since the take (see Inbox.claim), so this fsync cannot lose it.
-    if (hasTakes) await Promise.all([this.ctx.layout.commitsTmp, ...new Set(this.taken.map((m) => join(m.queueDir, 'new')))].map((d) => fsyncDir(d)));
+    if (hasTakes) await Promise.all([fsyncDir(this.ctx.layout.commitsTmp), ...[...new Set(this.taken.map((m) => m.queueDir))].map(syncWayIn)]);
     crashPoint('txn.after-commit');
     // 4. Remove the taken messages. A crash here leaves marked leases that recovery removes.
     for (const msg of this.taken) {

@@ -1,0 +1,84 @@
+// Regression (power loss, I3: found by the power-cut chaos, `--kills 150 --messages 6000 --power-cuts 150 --seed
+// 20261207`: beta took and committed alpha-785 and alpha-786, then after a cut of beta took them again): a delivery
+// publishes by renaming inbox tmp/<name> into new/ and fsyncs new/, not tmp/. Until the receiver has saved its mark,
+// its journal of the round is pending, and a replay of it publishes every tmp/ name still there. A consumer could
+// take and commit the message in that window; a power cut then brought tmp/<name> back, and the replay delivered the
+// consumed message again.
+//
+// Now a commit makes the message's way in durable first (tmp/ and new/ fsynced: inbox/move.ts syncWayIn), and a
+// replay drops a tmp/ name that is a second link of a message still in the queue.
+
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Spool } from '../../src/spool/spool.js';
+import { spoolChild as child, usePowercutSpools } from '../fixtures/powercut-spool.js';
+
+const boot = usePowercutSpools('publish-replay');
+
+/** In a child: delivers m1 and m2 into q, synced, published; prints the items a journal would name. */
+const DELIVER = `
+  const d = spool.delivery();
+  for (const p of ['m1', 'm2']) {
+    const w = await d.add({ queue: 'q', origin: 'beta', id: p, headers: {}, committed: Date.now() });
+    await w.write(Buffer.from(p)); await w.end();
+  }
+  await d.prepare(); await d.publish();
+  console.log(JSON.stringify(d.items));`;
+
+/** In a child: the receiver's recovery of the still pending journal naming `items`. */
+const replay = (items: string) => `
+  const { completePublish } = await import('./dist/inbox/delivery.js');
+  await completePublish(spool, ${items});`;
+
+/** After the reboot and the replay: every take of `q` (all leases expired), as payloads. */
+function takeAll(root: string): string[] {
+  const r = child(root, `
+    await spool.recover(Date.now() + 3600_000 * 24);
+    const got = [];
+    for (;;) { const m = await spool.take('q', { leaseMs: 60_000 }); if (!m) break; got.push((await m.read()).toString()); await m.commit(); }
+    console.log(JSON.stringify(got));`);
+  expect(r.status, r.stderr).toBe(0);
+  return JSON.parse(r.stdout.trim()) as string[];
+}
+
+describe('a delivery whose journal is replayed after a power cut', () => {
+  for (const how of ['a take and its commit', 'a transaction taking both']) {
+    it(`does not deliver again what ${how} consumed before the cut`, async () => {
+      const { pc, root } = await boot();
+      await Spool.open(root, { host: 'alpha', create: true });
+      await pc.sync();
+      const delivered = child(root, DELIVER);
+      expect(delivered.status, delivered.stderr).toBe(0);
+      const items = delivered.stdout.trim();
+      const consumed = child(root, how.startsWith('a take')
+        ? `for (;;) { const m = await spool.take('q'); if (!m) break; await m.commit(); }`
+        : `const tx = spool.transaction(); while (await tx.take('q')); await tx.commit();`);
+      expect(consumed.status, consumed.stderr).toBe(0);
+      await pc.cut();
+      await pc.remount();
+      const replayed = child(root, replay(items));
+      expect(replayed.status, replayed.stderr).toBe(0);
+      expect(takeAll(root)).toEqual([]);
+      await pc.unmount();
+    }, 60_000);
+  }
+
+  it('does not deliver a second copy of what is still taken (its lease) or waiting (new/) at the cut', async () => {
+    const { pc, root } = await boot();
+    await Spool.open(root, { host: 'alpha', create: true });
+    await pc.sync();
+    const delivered = child(root, DELIVER);
+    expect(delivered.status, delivered.stderr).toBe(0);
+    const items = delivered.stdout.trim();
+    const taken = child(root, `const m = await spool.take('q', { leaseMs: 60_000 }); console.log((await m.read()).toString());`);
+    expect(taken.stdout.trim()).toBe('m1');
+    await pc.cut();
+    await pc.remount();
+    const replayed = child(root, replay(items));
+    expect(replayed.status, replayed.stderr).toBe(0);
+    expect(readdirSync(join(root, 'inbox', 'q', 'tmp'))).toEqual([]);
+    expect(takeAll(root).sort()).toEqual(['m1', 'm2']);
+    await pc.unmount();
+  }, 60_000);
+});
