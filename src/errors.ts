@@ -114,6 +114,11 @@ export function isFerryError(err: unknown, code?: FerryErrorCode): err is FerryE
   return err instanceof FerryError && (code === undefined || err.code === code);
 }
 
+/** The message of anything thrown: an Error's message, else its string form. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** The `code` of a Node system error (`'ENOENT'`, `'EEXIST'`…), or undefined. */
 export function errno(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err && typeof (err as { code: unknown }).code === 'string') {

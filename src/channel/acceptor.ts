@@ -10,7 +10,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, promises as fsp, 
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { FerryError, errno, isFerryError } from '../errors.js';
+import { FerryError, errno, isFerryError, messageOf } from '../errors.js';
 import { formatBundleName, writeSealedBundle, type OutgoingMessage, type SealKey } from '../envelope/index.js';
 import { unsealableReason } from '../envelope/sealable.js';
 import { createExclusive, ensureDir, fsyncDir, listDir, openRegularForRead, parentOf, renameIfExists, replaceFileDurable, unlinkIfExists, unlinkIfExistsSync, writeAll, pathExists } from '../maildir/fsx.js';
@@ -418,7 +418,7 @@ export class Acceptor {
     } catch {
       return 'gone';
     }
-    const message = err instanceof Error ? err.message : String(err);
+    const message = messageOf(err);
     if (now() - mtimeMs > this.policy.lifetimeMs) return this.deadLetter(entry, `could not be read within the message lifetime: ${message}`);
     if (!this.warned.has(`unreadable:${entry.path}`)) {
       this.warned.add(`unreadable:${entry.path}`);

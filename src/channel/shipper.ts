@@ -9,7 +9,7 @@
 // sealed (restored from a backup) → a new epoch; the receiver behind what it once proved → an alarm.
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { isFerryError } from '../errors.js';
+import { isFerryError, messageOf } from '../errors.js';
 import { parseBundleName, type KeyLookup, type Receipt, type SealKey } from '../envelope/index.js';
 import { keyIdOf } from '../envelope/wire-format.js';
 import { fsyncDir, listDir, unlinkIfExists } from '../maildir/fsx.js';
@@ -176,7 +176,7 @@ export class Shipper {
   }
 
   private failed(err: unknown): void {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = messageOf(err);
     const code = isFerryError(err) ? err.code : undefined;
     const previous = this.status.lastError;
     this.status.lastError = { at: now(), message, ...(code ? { code } : {}) };

@@ -2,6 +2,7 @@
 import { Daemon } from '../daemon/daemon.js';
 import { configFrom, type GlobalFlags } from './context.js';
 import type { CliIO } from './io.js';
+import { messageOf } from '../errors.js';
 
 /** Runs the daemon until a stop signal; resolves to the exit code. */
 export async function daemonCommand(flags: GlobalFlags, _io: CliIO): Promise<number> {
@@ -25,7 +26,7 @@ export async function daemonCommand(flags: GlobalFlags, _io: CliIO): Promise<num
     const onHup = () => {
       configFrom(flags)
         .then((c) => daemon.reload(c))
-        .catch((err: unknown) => daemon.log.error({ err: String(err instanceof Error ? err.message : err) }, 'reload failed; keeping the running configuration'));
+        .catch((err: unknown) => daemon.log.error({ err: messageOf(err) }, 'reload failed; keeping the running configuration'));
     };
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onInt);

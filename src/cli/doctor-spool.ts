@@ -2,7 +2,7 @@
 // Only looks: the spool is opened inspect-only (no chmod, no recovery) and the link probe leaves nothing behind.
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { errno, isFerryError } from '../errors.js';
+import { errno, isFerryError, messageOf } from '../errors.js';
 import { listDir } from '../maildir/fsx.js';
 import { SpoolLayout } from '../spool/layout.js';
 import { DROP_QUEUE_BITS, allowedBits, looseBits, modeText } from '../spool/modes.js';
@@ -23,8 +23,6 @@ export interface SpoolFindings {
   /** The spool, opened inspect-only, when it opened. */
   spool: Spool | undefined;
 }
-
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** The fix for a spool whose areas span mounts. */
 const XDEV_FIX = "unmount whatever is mounted onto the spool's outbox, inbox, drop or state directories (they must share one mount); a peer's landing directory is bind-mounted out of the spool into its chroot (`ferry peer add PEER --print`), never another directory onto the spool";
@@ -49,7 +47,7 @@ export async function spoolChecks(root: string, host: string): Promise<SpoolFind
         : code === 'EACCES' || code === 'EPERM'
           ? `the spool must belong to the user the daemon runs as: \`chown -R ${me === undefined ? 'ferry' : sudoUser(me)}: ${root}\` if that is you, and run every ferry command as that user`
           : 'the spool must be real directories (no symlinks) on one file system and one mount';
-    checks.push({ name: 'spool', ok: false, detail: message(err), fix });
+    checks.push({ name: 'spool', ok: false, detail: messageOf(err), fix });
     return { checks, ownerUid, spool: undefined };
   }
 

@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { loadConfig, routeFor, type FerryConfig } from '../config/config.js';
 import { askDaemon } from '../daemon/lock.js';
 import type { DaemonStatus } from '../daemon/daemon.js';
-import { isFerryError, type FerryError } from '../errors.js';
+import { isFerryError, type FerryError, messageOf } from '../errors.js';
 import { KeyRing, loadKeyDir } from '../keys/index.js';
 import { describeUser, sudoUser } from '../spool/owner.js';
 import { SftpTransport } from '../transport/index.js';
@@ -28,8 +28,6 @@ export interface Check {
   warning?: boolean;
 }
 
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
-
 /** Runs every check; never throws for a failed check (that is a result). */
 export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<Check[]> {
   const checks: Check[] = [];
@@ -38,7 +36,7 @@ export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<C
     config = await loadConfig(flags.config, { root: flags.root, keys: flags.keys });
     checks.push({ name: 'config', ok: true, detail: config.path ? `${config.path} is valid (host ${config.host})` : `no config file; defaults (host ${config.host})` });
   } catch (err) {
-    checks.push({ name: 'config', ok: false, detail: message(err), fix: 'fix the named field (see the README, Configuration)' });
+    checks.push({ name: 'config', ok: false, detail: messageOf(err), fix: 'fix the named field (see the README, Configuration)' });
     return checks;
   }
 
@@ -64,7 +62,7 @@ export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<C
       const ok = pct >= 5 && free >= 256 * 2 ** 20;
       checks.push({ name: 'disk', ok, detail: `${(free / 2 ** 30).toFixed(1)} GiB free (${pct.toFixed(0)}%) under ${config.root}`, ...(ok ? {} : { fix: 'free space: a full disk stops delivery (nothing is lost, but nothing moves)' }) });
     } catch (err) {
-      checks.push({ name: 'disk', ok: false, detail: message(err) });
+      checks.push({ name: 'disk', ok: false, detail: messageOf(err) });
     }
     const live = (await askDaemon(config.root, 'status', 1000)) as DaemonStatus | undefined;
     checks.push(live !== undefined
@@ -84,7 +82,7 @@ export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<C
       ? { name: 'keys', ok: true, detail: `${keys.length} key(s) in ${config.keys}${as}` }
       : { name: 'keys', ok: false, detail: errors.map((e) => e.message).join('; '), fix: errors.map((e) => keyFix(e, ownerUid)).join('; ') });
   } catch (err) {
-    checks.push({ name: 'keys', ok: false, detail: message(err), fix: `create ${config.keys} (mode 0700) and deploy pair keys into it` });
+    checks.push({ name: 'keys', ok: false, detail: messageOf(err), fix: `create ${config.keys} (mode 0700) and deploy pair keys into it` });
   }
   const routed = new Set<string>();
   for (const q of config.routes.keys()) for (const d of routeFor(config, q)) if (d !== config.host) routed.add(d);
@@ -96,7 +94,7 @@ export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<C
         const soon = key.expires !== undefined && key.expires.getTime() - now < 14 * 86_400_000;
         checks.push({ name: `key ${config.host}-${peer}`, ok: true, warning: soon, detail: `${key.id}${key.expires ? `, expires ${key.expires.toISOString()}` : ''}${soon ? ' — expires within 14 days' : ''}`, ...(soon ? { fix: 'generate and deploy the next key now' } : {}) });
       } catch (err) {
-        checks.push({ name: `key ${config.host}-${peer}`, ok: false, detail: message(err), fix: `ferry keys generate --peers ${config.host},${peer} and deploy it to both hosts` });
+        checks.push({ name: `key ${config.host}-${peer}`, ok: false, detail: messageOf(err), fix: `ferry keys generate --peers ${config.host},${peer} and deploy it to both hosts` });
       }
     }
     const p = config.peers.get(peer);
@@ -107,7 +105,7 @@ export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<C
         const loose = what === 'identity' && (st.mode & 0o077) !== 0;
         checks.push({ name: `${peer} ${what}`, ok: !loose, detail: loose ? `${path} has mode 0${(st.mode & 0o777).toString(8)}` : path, ...(loose ? { fix: `chmod 600 ${path}` } : {}) });
       } catch (err) {
-        checks.push({ name: `${peer} ${what}`, ok: false, detail: message(err), fix: `create ${path}` });
+        checks.push({ name: `${peer} ${what}`, ok: false, detail: messageOf(err), fix: `create ${path}` });
       }
     }
     const transport = new SftpTransport({ peer, host: p.host, port: p.port, username: p.user, identity: p.identity, knownHosts: p.knownHosts, remoteRoot: p.remoteRoot, connectTimeoutMs: 8000, opTimeoutMs: 8000 });
@@ -125,7 +123,7 @@ export async function runChecks(flags: GlobalFlags, now = clockNow()): Promise<C
       const fix = code === 'EHOSTKEY' || code === 'EHOSTKEY_UNKNOWN'
         ? `verify the fingerprint out of band, then put the peer's host key in ${p.knownHosts}`
         : code === 'ETRANSPORT_AUTH' ? `authorize ${p.identity}.pub for ${p.user} on ${peer}: append it to /etc/ssh/authorized_keys/${p.user} there (see the README, The receiving side)` : `check that ${p.host}:${p.port} runs sshd and is reachable`;
-      checks.push({ name: `${peer} ssh`, ok: false, detail: message(err), fix });
+      checks.push({ name: `${peer} ssh`, ok: false, detail: messageOf(err), fix });
     } finally {
       await transport.close();
     }

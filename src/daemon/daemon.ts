@@ -4,7 +4,7 @@ import type { Server } from 'node:net';
 import { watch, type FSWatcher } from 'chokidar';
 import { pino, type Logger } from 'pino';
 import { queueConfig, routeFor, type FerryConfig } from '../config/config.js';
-import { FerryError, isFerryError } from '../errors.js';
+import { FerryError, isFerryError, messageOf } from '../errors.js';
 import { sodiumReady, type KeyLookup, type SealKey } from '../envelope/index.js';
 import { KeyStore } from '../keys/index.js';
 import { loadSelfKey, type SelfKey } from '../keys/self-key.js';
@@ -199,7 +199,7 @@ export class Daemon {
       await this.startMetrics(address);
     } catch (err) {
       this.metrics = undefined;
-      this.log.error({ address, err: String(err instanceof Error ? err.message : err) }, 'could not serve metrics at the new address; fix it and reload again');
+      this.log.error({ address, err: messageOf(err) }, 'could not serve metrics at the new address; fix it and reload again');
     }
   }
 
@@ -214,7 +214,7 @@ export class Daemon {
           this.acceptWake?.();
         }
       })
-      .catch((err: unknown) => this.log.error({ err: String(err instanceof Error ? err.message : err) }, 'drop ingestion failed; retrying'))
+      .catch((err: unknown) => this.log.error({ err: messageOf(err) }, 'drop ingestion failed; retrying'))
       .finally(() => { this.dropBusy = false; });
   }
 
@@ -392,7 +392,7 @@ export class Daemon {
         }
         this.lastAcceptError = null; // a whole pass went through: what failed before is fixed
       } catch (err) {
-        this.lastAcceptError = { at: now(), message: String(err instanceof Error ? err.message : err) };
+        this.lastAcceptError = { at: now(), message: messageOf(err) };
         this.log.error({ err: this.lastAcceptError.message }, 'accepting outbox messages failed; retrying');
         // Finish (or discard) what the failed pass left: a committed journal, tmp bundles, a stale sequence cache.
         await this.acceptor.recover().catch((recoverErr: unknown) => this.log.error({ err: String(recoverErr) }, 'accept recovery failed; retrying'));
@@ -421,7 +421,7 @@ export class Daemon {
         await this.receiver.processOnce();
         if (this.receiver.more) this.receiveDirty = true; // a peer used up its share: go round again at once
       } catch (err) {
-        this.log.error({ err: String(err instanceof Error ? err.message : err) }, 'delivering into the inbox failed; the bundle stays in the landing area for a retry');
+        this.log.error({ err: messageOf(err) }, 'delivering into the inbox failed; the bundle stays in the landing area for a retry');
         this.receiveDirty = true;
         await this.waitFor('receive', 1_000);
       }
@@ -457,7 +457,7 @@ export class Daemon {
         try {
           this.keys.ring.sealingKey(this.config.host, line.peer);
         } catch (err) {
-          line.lastError = { at: now(), message: `no key: ${err instanceof Error ? err.message : String(err)}`, code: isFerryError(err) ? err.code : 'EKEY_NONE' };
+          line.lastError = { at: now(), message: `no key: ${messageOf(err)}`, code: isFerryError(err) ? err.code : 'EKEY_NONE' };
         }
       }
       peers.push(line);

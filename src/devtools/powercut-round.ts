@@ -22,6 +22,7 @@ import { Receiver } from '../receive/receiver.js';
 import { Spool } from '../spool/spool.js';
 import { LocalTransport } from '../transport/local-transport.js';
 import { mountPowercut, type CutReport, type PowercutMode } from './powercut.js';
+import { messageOf } from '../errors.js';
 
 /**
  * What the round sends: one small message, a transaction of three, one large (secretstream) message, one message
@@ -329,7 +330,7 @@ export async function runRoundCase(bench: RoundBench, c: RoundCase): Promise<Rou
     problems.push(...checkRound(c.scenario, readLog(log), roots));
     return { case: c, problems, ops, cutMidRound, dropped: report?.droppedCount ?? 0, kept: report?.keptCount ?? 0, ms: Date.now() - t0 };
   } catch (err) {
-    problems.push(`harness: ${err instanceof Error ? err.message : String(err)}`);
+    problems.push(`harness: ${messageOf(err)}`);
     return { case: c, problems, ops, cutMidRound: false, dropped: 0, kept: 0, ms: Date.now() - t0 };
   } finally {
     await pc.unmount().catch(async () => { await pc.cut().catch(() => undefined); });

@@ -1,6 +1,7 @@
 // Whether a message's metadata can ever be sealed: checked by `send` (refused at once) and by the acceptor (dead-lettered, never retried).
 import { checkMessageMeta } from './validate.js';
 import { JSON_FRAME_MAX, metaJson } from './wire-format.js';
+import { messageOf } from '../errors.js';
 
 /**
  * Why a message with this metadata can never be sealed — its fields do not validate, or it does not fit one
@@ -13,6 +14,6 @@ export function unsealableReason(queue: string, id: string, headers: Record<stri
     if (bytes > JSON_FRAME_MAX) return `its metadata (headers included) encodes to ${bytes} bytes, and at most ${JSON_FRAME_MAX} fit in a sealed frame`;
     return undefined;
   } catch (err) {
-    return `it cannot be sealed: ${err instanceof Error ? err.message : String(err)}`;
+    return `it cannot be sealed: ${messageOf(err)}`;
   }
 }

@@ -7,7 +7,7 @@
 // remove the delivered files: a sender that finds a file gone always finds a receipt covering it, or uploads again.
 import { closeSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { FerryError, isFerryError } from '../errors.js';
+import { FerryError, isFerryError, messageOf } from '../errors.js';
 import { openReceipt, sealReceipt, type BundleHeader, type KeyLookup, type Receipt, type ReceiptRefusal, type SealKey, RECEIPT_MAX_BYTES, RECEIPT_MAX_REFUSED, RECEIPT_NAME } from '../envelope/index.js';
 import { decide } from './channel-decision.js';
 import { parseBundleName } from '../envelope/bundle-name.js';
@@ -180,7 +180,7 @@ export class Receiver {
         delivered += await this.processPeer(this.slot(peer));
       } catch (err) {
         firstError ??= err;
-        this.counters.lastError = { at: now(), message: err instanceof Error ? err.message : String(err) };
+        this.counters.lastError = { at: now(), message: messageOf(err) };
       }
     }
     if (firstError !== undefined) throw firstError;
@@ -243,7 +243,7 @@ export class Receiver {
       s.loggedError = undefined;
       return s.dir;
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = messageOf(err);
       s.view.error = message;
       if (s.loggedError !== message) this.log.error({ peer: s.peer, path, code: isFerryError(err) ? err.code : undefined, err: message }, 'landing directory refused; nothing is read from it');
       s.loggedError = message;
@@ -300,7 +300,7 @@ export class Receiver {
       } catch (err) {
         // Local trouble (a full disk…): the rest of this channel waits behind it, other peers go on.
         firstError = err;
-        holds.unshift({ seq: (this.states.get(s.peer).current?.hwm ?? 0) + 1, code: isFerryError(err) ? err.code : 'EDISK_FULL', reason: err instanceof Error ? err.message : String(err) });
+        holds.unshift({ seq: (this.states.get(s.peer).current?.hwm ?? 0) + 1, code: isFerryError(err) ? err.code : 'EDISK_FULL', reason: messageOf(err) });
         break;
       }
     }
@@ -506,7 +506,7 @@ export class Receiver {
       const st = dir.lstat(RECEIPT_NAME);
       s.wroteReceipt = st === undefined ? undefined : { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
     } catch (err) {
-      this.log.error({ peer: s.peer, err: err instanceof Error ? err.message : String(err) }, 'could not write the receipt for this peer; its sender keeps its bundles until one is written');
+      this.log.error({ peer: s.peer, err: messageOf(err) }, 'could not write the receipt for this peer; its sender keeps its bundles until one is written');
     }
   }
 }

@@ -1,5 +1,5 @@
 // Turn ssh2/SFTP failures into FerryErrors naming the peer: recoverable ETRANSPORT unless the cause is known.
-import { FerryError, type FerryErrorCode } from '../errors.js';
+import { FerryError, type FerryErrorCode, messageOf } from '../errors.js';
 
 /** SFTP status codes (draft-ietf-secsh-filexfer) that ferry tells apart. */
 export const SFTP_STATUS = {
@@ -37,7 +37,7 @@ export function isNoSuchFile(err: unknown): boolean {
 export function looksLikeRemoteFull(err: unknown): boolean {
   const status = sftpStatus(err);
   if (status === SFTP_STATUS.NO_SPACE_ON_FILESYSTEM || status === SFTP_STATUS.QUOTA_EXCEEDED) return true;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = messageOf(err);
   return /no space|quota|disk full|ENOSPC|EDQUOT|file too large/i.test(message);
 }
 
@@ -56,7 +56,7 @@ export interface RemoteErrorContext {
 export function remoteError(err: unknown, ctx: RemoteErrorContext): FerryError {
   if (err instanceof FerryError) return err;
   const code: FerryErrorCode = ctx.code ?? (looksLikeRemoteFull(err) ? 'EREMOTE_FULL' : 'ETRANSPORT');
-  const detail = err instanceof Error ? err.message : String(err);
+  const detail = messageOf(err);
   const status = sftpStatus(err);
   const statusText = status === undefined ? '' : ` (SFTP status ${status})`;
   const what = code === 'EREMOTE_FULL' ? 'the remote disk or quota is full' : `${detail}${statusText}`;
