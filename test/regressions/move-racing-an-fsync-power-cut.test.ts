@@ -12,21 +12,10 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Spool } from '../../src/spool/spool.js';
-import { fsyncDirAt, spoolChild as child, usePowercutSpools } from '../fixtures/powercut-spool.js';
+import { fsyncDirAt, spoolChild as child, takeAllAfterReboot, usePowercutSpools } from '../fixtures/powercut-spool.js';
 import { deliver } from '../fixtures/spool.js';
 
 const boot = usePowercutSpools('move-cut');
-
-/** After the reboot: every take of `q` (all leases expired), as payloads. */
-function takeAll(root: string): string[] {
-  const r = child(root, `
-    await spool.recover(Date.now() + 3600_000 * 24);
-    const got = [];
-    for (;;) { const m = await spool.take('q', { leaseMs: 60_000 }); if (!m) break; got.push((await m.read()).toString()); await m.commit(); }
-    console.log(JSON.stringify(got));`);
-  expect(r.status).toBe(0);
-  return JSON.parse(r.stdout.trim()) as string[];
-}
 
 const steps = ['move.after-decide', 'move.after-link', 'move.after-sync'] as const;
 
@@ -42,7 +31,7 @@ describe('a message moving between new/ and lease/ while another process fsyncs 
       fsyncDirAt(join(root, 'inbox', 'q', 'new')); // what any delivery into q does
       await pc.cut();
       await pc.remount();
-      expect(takeAll(root)).toEqual(['m1']);
+      expect(takeAllAfterReboot(root)).toEqual(['m1']);
       await pc.unmount();
     }, 60_000);
 
@@ -59,7 +48,7 @@ describe('a message moving between new/ and lease/ while another process fsyncs 
       fsyncDirAt(join(root, 'inbox', 'q', 'lease')); // what any take from q does
       await pc.cut();
       await pc.remount();
-      expect(takeAll(root)).toEqual(['m1']);
+      expect(takeAllAfterReboot(root)).toEqual(['m1']);
       await pc.unmount();
     }, 60_000);
   }

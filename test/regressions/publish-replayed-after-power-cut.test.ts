@@ -12,7 +12,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Spool } from '../../src/spool/spool.js';
-import { spoolChild as child, usePowercutSpools } from '../fixtures/powercut-spool.js';
+import { spoolChild as child, takeAllAfterReboot, usePowercutSpools } from '../fixtures/powercut-spool.js';
 
 const boot = usePowercutSpools('publish-replay');
 
@@ -31,26 +31,20 @@ const replay = (items: string) => `
   const { completePublish } = await import('./dist/inbox/delivery.js');
   await completePublish(spool, ${items});`;
 
-/** After the reboot and the replay: every take of `q` (all leases expired), as payloads. */
-function takeAll(root: string): string[] {
-  const r = child(root, `
-    await spool.recover(Date.now() + 3600_000 * 24);
-    const got = [];
-    for (;;) { const m = await spool.take('q', { leaseMs: 60_000 }); if (!m) break; got.push((await m.read()).toString()); await m.commit(); }
-    console.log(JSON.stringify(got));`);
+/** A fresh spool on the simulator, synced, with m1 and m2 delivered into q; the items its journal would name. */
+async function delivered() {
+  const booted = await boot();
+  await Spool.open(booted.root, { host: 'alpha', create: true });
+  await booted.pc.sync();
+  const r = child(booted.root, DELIVER);
   expect(r.status, r.stderr).toBe(0);
-  return JSON.parse(r.stdout.trim()) as string[];
+  return { ...booted, items: r.stdout.trim() };
 }
 
 describe('a delivery whose journal is replayed after a power cut', () => {
   for (const how of ['a take and its commit', 'a transaction taking both']) {
     it(`does not deliver again what ${how} consumed before the cut`, async () => {
-      const { pc, root } = await boot();
-      await Spool.open(root, { host: 'alpha', create: true });
-      await pc.sync();
-      const delivered = child(root, DELIVER);
-      expect(delivered.status, delivered.stderr).toBe(0);
-      const items = delivered.stdout.trim();
+      const { pc, root, items } = await delivered();
       const consumed = child(root, how.startsWith('a take')
         ? `for (;;) { const m = await spool.take('q'); if (!m) break; await m.commit(); }`
         : `const tx = spool.transaction(); while (await tx.take('q')); await tx.commit();`);
@@ -59,18 +53,13 @@ describe('a delivery whose journal is replayed after a power cut', () => {
       await pc.remount();
       const replayed = child(root, replay(items));
       expect(replayed.status, replayed.stderr).toBe(0);
-      expect(takeAll(root)).toEqual([]);
+      expect(takeAllAfterReboot(root)).toEqual([]);
       await pc.unmount();
     }, 60_000);
   }
 
   it('does not deliver a second copy of what is still taken (its lease) or waiting (new/) at the cut', async () => {
-    const { pc, root } = await boot();
-    await Spool.open(root, { host: 'alpha', create: true });
-    await pc.sync();
-    const delivered = child(root, DELIVER);
-    expect(delivered.status, delivered.stderr).toBe(0);
-    const items = delivered.stdout.trim();
+    const { pc, root, items } = await delivered();
     const taken = child(root, `const m = await spool.take('q', { leaseMs: 60_000 }); console.log((await m.read()).toString());`);
     expect(taken.stdout.trim()).toBe('m1');
     await pc.cut();
@@ -78,7 +67,7 @@ describe('a delivery whose journal is replayed after a power cut', () => {
     const replayed = child(root, replay(items));
     expect(replayed.status, replayed.stderr).toBe(0);
     expect(readdirSync(join(root, 'inbox', 'q', 'tmp'))).toEqual([]);
-    expect(takeAll(root).sort()).toEqual(['m1', 'm2']);
+    expect(takeAllAfterReboot(root).sort()).toEqual(['m1', 'm2']);
     await pc.unmount();
   }, 60_000);
 });
