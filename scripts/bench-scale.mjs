@@ -25,7 +25,8 @@ const log = (s = '') => { if (!json) process.stdout.write(`${s}\n`); };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const hwm = (pid) => { try { return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024; } catch { return 0; } };
 const rss = (pid) => { try { return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024; } catch { return 0; } };
-const countDir = (dir) => { try { return readdirSync(dir).length; } catch { return 0; } };
+// Visible entries only: a message being published sits in new/ under a hidden `.in-` name (consumers skip dot-names).
+const countDir = (dir) => { try { return readdirSync(dir).filter((n) => !n.startsWith('.')).length; } catch { return 0; } };
 
 const work = mkdtempSync(join(tmpdir(), 'ferry-bench-scale-'));
 const results = { messages: N, fileGiB: GIB };
@@ -113,7 +114,7 @@ try {
     const ms = performance.now() - t;
     clearInterval(timer);
     sample();
-    const [name] = readdirSync(inbox);
+    const [name] = readdirSync(inbox).filter((n) => !n.startsWith('.'));
     const got = createHash('sha256');
     for await (const chunk of createReadStream(join(inbox, name))) got.update(chunk);
     const identical = got.digest('hex') === digest && statSync(join(inbox, name)).size === GIB * 2 ** 30;

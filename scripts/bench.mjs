@@ -29,7 +29,8 @@ const log = (s = '') => { if (!json) process.stdout.write(`${s}\n`); };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
-const countDir = (dir) => { try { return readdirSync(dir).length; } catch { return 0; } };
+// Visible entries only: a message being published sits in new/ under a hidden `.in-` name (consumers skip dot-names).
+const countDir = (dir) => { try { return readdirSync(dir).filter((n) => !n.startsWith('.')).length; } catch { return 0; } };
 function vmHwm(pid) {
   try { return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024; } catch { return 0; }
 }

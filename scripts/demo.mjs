@@ -44,7 +44,7 @@ async function waitUntil(what, fn, timeoutMs = 120_000) {
   }
 }
 
-const inboxCount = (host, q) => { try { return readdirSync(join(host.root, 'inbox', q, 'new')).length; } catch { return 0; } };
+const inboxCount = (host, q) => { try { return readdirSync(join(host.root, 'inbox', q, 'new')).filter((n) => !n.startsWith('.')).length; } catch { return 0; } };
 
 async function sha256(path) {
   const h = createHash('sha256');

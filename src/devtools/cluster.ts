@@ -200,7 +200,8 @@ export class Cluster {
   /** Names of the files waiting in a host's inbox queue (new/). */
   inboxNames(name: string, queue: string): string[] {
     try {
-      return readdirSync(join(this.host(name).root, 'inbox', queue, 'new'));
+      // What consumers see: a message being published is in new/ under a hidden `.in-` name until it is visible.
+      return readdirSync(join(this.host(name).root, 'inbox', queue, 'new')).filter((n) => !n.startsWith('.'));
     } catch {
       return [];
     }

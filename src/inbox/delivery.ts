@@ -1,9 +1,11 @@
 // Writing messages into inbox queues atomically: payload and meta in tmp/, fsync, then rename into new/.
-import { closeSync, constants, promises as fsp } from 'node:fs';
+import { closeSync, constants, linkSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createExclusive, createExclusiveSync, fsyncDir, lstatIfExistsSync, renameIfExistsSync, syncFileSystem, unlinkIfExists, unlinkIfExistsSync, writeAll, writeAllSync } from '../maildir/fsx.js';
+import { createExclusive, createExclusiveSync, fsyncDir, renameIfExistsSync, syncFileSystem, unlinkIfExists, unlinkIfExistsSync, writeAll, writeAllSync } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
+import { errno } from '../errors.js';
+import { crashPoint } from '../spool/crash-point.js';
 import type { SpoolContext } from '../spool/options.js';
 import type { Inbox } from './inbox.js';
 import { metaPath, type InboxMeta } from './meta.js';
@@ -155,36 +157,50 @@ export class InboxDelivery {
   }
 }
 
+/** The hidden name in new/ a message is published under until its tmp/ name is durably gone (consumers skip dot-names). */
+const publishingName = (name: string) => `.in-${name}`;
+
 /**
- * Publishes prepared items: renames tmp/<name>.meta → meta/<name>.json and tmp/<name> → new/<name>,
- * then fsyncs the directories. Idempotent: an item whose tmp file is gone was published already
- * (consumers never touch tmp/), so a journal can replay this after a crash at any instant.
+ * Publishes prepared items so that no power cut can lose one or deliver one twice; idempotent, so a journal can
+ * replay it after a crash at any instant:
  *
- * A power cut can bring a published item's tmp/ names back (the publish fsyncs new/ and meta/, not tmp/). While the
- * message is still in the queue its tmp/<name> is then a second link of it (in new/, lease/ or dead/): dropped, never
- * published again. Once it is consumed, its removal was made durable only after tmp/ was (inbox/move.ts syncWayIn),
- * so a tmp/<name> with one link is one that was never published.
+ *   1. link tmp/<name>.meta as meta/<name>.json and tmp/<name> as new/.in-<name> (hidden); fsync meta/ and new/;
+ *   2. unlink both tmp/ names; fsync tmp/;
+ *   3. rename new/.in-<name> to new/<name> (one directory: visible at once); fsync new/.
+ *
+ * A cross-directory rename would become durable in two halves, each when its directory is fsynced — by this process
+ * or by any other one — so it could be lost, or its tmp/ name come back after the message was consumed, for a replay
+ * to publish it again. Here the message is durably in tmp/ or in new/ at every instant, and it is visible only once
+ * its tmp/ name is durably gone: a tmp/<name> found after a cut was never visible, never consumed.
  */
 export async function completePublish(ctx: SpoolContext, items: readonly DeliveryItem[]): Promise<void> {
-  const dirs = new Set<string>();
-  const pending: DeliveryItem[] = [];
+  const dirs = new Set(items.map((item) => ctx.layout.inboxQueue(item.queue)));
   for (const item of items) {
     const dir = ctx.layout.inboxQueue(item.queue);
     const tmp = join(dir, 'tmp', item.name);
-    const st = lstatIfExistsSync(tmp);
-    if (st === undefined || st.nlink > 1) {
-      if (st !== undefined) unlinkIfExistsSync(tmp);
-      unlinkIfExistsSync(`${tmp}.meta`);
-      continue;
-    }
-    dirs.add(dir);
-    pending.push(item);
-    renameIfExistsSync(`${tmp}.meta`, metaPath(dir, item.name));
+    linkIfPresentSync(`${tmp}.meta`, metaPath(dir, item.name));
+    linkIfPresentSync(tmp, join(dir, 'new', publishingName(item.name)));
   }
-  await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'meta'))));
-  for (const item of pending) {
+  crashPoint('publish.after-link');
+  await Promise.all([...dirs].flatMap((dir) => [fsyncDir(join(dir, 'meta')), fsyncDir(join(dir, 'new'))]));
+  for (const item of items) {
+    const tmp = join(ctx.layout.inboxQueue(item.queue), 'tmp', item.name);
+    unlinkIfExistsSync(`${tmp}.meta`);
+    unlinkIfExistsSync(tmp);
+  }
+  await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'tmp'))));
+  for (const item of items) {
     const dir = ctx.layout.inboxQueue(item.queue);
-    renameIfExistsSync(join(dir, 'tmp', item.name), join(dir, 'new', item.name));
+    renameIfExistsSync(join(dir, 'new', publishingName(item.name)), join(dir, 'new', item.name));
   }
   await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'new'))));
+}
+
+/** Links `from` as `to`; nothing when `from` is gone (done before) or `to` exists (linked before: the same file). */
+function linkIfPresentSync(from: string, to: string): void {
+  try {
+    linkSync(from, to);
+  } catch (err) {
+    if (errno(err) !== 'ENOENT' && errno(err) !== 'EEXIST') throw err;
+  }
 }

@@ -260,7 +260,7 @@ export class Inbox {
     // commits/new before commits/tmp: a cut between them then keeps the sends twice (deduped), never neither.
     await fsyncDir(layout.commitsNew);
     await fsyncDir(layout.commitsTmp);
-    // The take's leaving new/ and tmp/ durable before its lease goes (the committer may have died before syncing it).
+    // The take's leaving new/ durable before its lease goes (the committer may have died before syncing it).
     await syncWayIn(dir);
     // The meta only with the lease: a lease already gone may have been returned (its meta is the message's again).
     if (await unlinkIfExists(leasePath)) await unlinkIfExists(metaPath(dir, lease.name));

@@ -133,13 +133,11 @@ async function finish(queueDir: string, parked: string, st: Stats | undefined, d
 }
 
 /**
- * Before a taken message is removed for good (a commit): every name it had on its way into lease/ must be durably
- * gone, or a power cut could bring one back with the message deleted, to be delivered or taken again. Those are the
- * parked name of its take in new/ (step 3 above is not synced) and its delivery's name in tmp/ (the publish fsyncs
- * new/, not tmp/: a journal replayed after the cut would publish it again). Found by the power-cut chaos.
+ * Before a taken message is removed for good (a commit): the parked name of its take in new/ must be durably gone
+ * (step 3 above is not synced), or a power cut could bring it back with the message deleted, to be taken again.
  */
 export async function syncWayIn(queueDir: string): Promise<void> {
-  await Promise.all([fsyncDir(join(queueDir, 'new')), fsyncDir(join(queueDir, 'tmp'))]);
+  await fsyncDir(join(queueDir, 'new'));
 }
 
 /** Whether `a` and `b` are one file (a gone `a` counts as the same: another process finished the move). */

@@ -100,8 +100,8 @@ export class TakenMessage {
   async commit(): Promise<void> {
     this.assertOpen();
     if (this.ownedByTransaction) throw new FerryError('EUSAGE', 'this message belongs to a transaction; commit the transaction instead');
-    // The take's leaving new/ (and the delivery's leaving tmp/) durable before the lease's removal can be: else a
-    // power cut could bring the message back with no lease, to be taken again (found by the power-cut chaos).
+    // The take's leaving new/ durable before the lease's removal can be: else a power cut could bring the
+    // message back into new/ with no lease, to be taken again (found by the power-cut chaos).
     await syncWayIn(this.queueDir);
     const gone = await unlinkIfExists(this.path);
     if (!gone) throw this.lost();

@@ -229,8 +229,8 @@ export class Transaction {
     // With takes, the file's absence from tmp/ is what tells recovery "committed": that must be
     // durable. A sends-only commit needs no such fsync — a tmp/ entry that came back after a power
     // loss would be a second link to a committed file, and recovery only sweeps tmp/ debris.
-    // So must each take's rename out of new/ (and its delivery's out of tmp/, inbox/move.ts syncWayIn), before the
-    // lease goes (step 4): else a power cut could bring the message back with its lease gone, to be taken again.
+    // So must each take's rename out of new/ (inbox/move.ts syncWayIn), before the lease goes (step 4): else a
+    // power cut could bring the message back into new/ with its lease gone, to be taken again.
     // Its lease entry is durable since the take (see Inbox.claim), so this fsync cannot lose it.
     if (hasTakes) await Promise.all([fsyncDir(this.ctx.layout.commitsTmp), ...[...new Set(this.taken.map((m) => m.queueDir))].map(syncWayIn)]);
     crashPoint('txn.after-commit');

@@ -180,12 +180,14 @@ export class Spool implements SpoolContext {
         const path = join(dir, name);
         if (dir === layout.commitsTmp && parseCommitted(name) !== undefined) continue; // decided: finished, never swept
         if (keep.has(name)) {
-          // A kept name (a pending journal's message, a committing transaction's file) with a second link is what a
-          // power cut leaves of a rename out of tmp/ that happened: it was published, or committed. Only that old
-          // name goes, so nothing reads it as still to do (a replay publishing a message already taken). Running
-          // processes never link these files, so this is only ever a cut's leftover.
-          const st = await fsp.lstat(path).catch(() => undefined);
-          if (st !== undefined && st.isFile() && st.nlink > 1 && (await unlinkIfExists(path))) report.tmpRemoved += 1;
+          // A committing transaction's file with a second link is what a power cut leaves of a rename out of tmp/
+          // that happened: it was committed. Only that old name goes, so nothing reads it as still to do. (A pending
+          // journal's inbox tmp/ file is kept as it is: its publish links it into new/ while running, and a tmp/
+          // name a cut brings back was never visible; inbox/delivery.ts completePublish.)
+          if (dir === layout.commitsTmp) {
+            const st = await fsp.lstat(path).catch(() => undefined);
+            if (st !== undefined && st.isFile() && st.nlink > 1 && (await unlinkIfExists(path))) report.tmpRemoved += 1;
+          }
           continue;
         }
         try {

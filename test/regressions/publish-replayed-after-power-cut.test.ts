@@ -5,14 +5,17 @@
 // take and commit the message in that window; a power cut then brought tmp/<name> back, and the replay delivered the
 // consumed message again.
 //
-// Now a commit makes the message's way in durable first (tmp/ and new/ fsynced: inbox/move.ts syncWayIn), and a
-// replay drops a tmp/ name that is a second link of a message still in the queue.
+// A first fix (every commit fsyncing tmp/) opened a loss instead (a red-team read): another process's fsync of tmp/
+// could make the publish's leaving tmp/ durable before its arrival in new/. Now the publish links into new/ under a
+// hidden name, fsyncs, unlinks the tmp/ names, fsyncs tmp/, and only then renames the message visible
+// (inbox/delivery.ts completePublish): a tmp/ name a cut brings back was never visible, so never consumed — by a
+// ferry consumer or by a plain maildir reader.
 
-import { readdirSync } from 'node:fs';
+import { readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Spool } from '../../src/spool/spool.js';
-import { spoolChild as child, takeAllAfterReboot, usePowercutSpools } from '../fixtures/powercut-spool.js';
+import { fsyncDirAt, spoolChild as child, takeAllAfterReboot, usePowercutSpools } from '../fixtures/powercut-spool.js';
 
 const boot = usePowercutSpools('publish-replay');
 
@@ -67,6 +70,42 @@ describe('a delivery whose journal is replayed after a power cut', () => {
     const replayed = child(root, replay(items));
     expect(replayed.status, replayed.stderr).toBe(0);
     expect(readdirSync(join(root, 'inbox', 'q', 'tmp'))).toEqual([]);
+    expect(takeAllAfterReboot(root).sort()).toEqual(['m1', 'm2']);
+    await pc.unmount();
+  }, 60_000);
+
+  it('does not deliver again what a plain maildir reader consumed (new/ → cur/, then deleted) before the cut', async () => {
+    const { pc, root, items } = await delivered();
+    const q = join(root, 'inbox', 'q');
+    for (const name of readdirSync(join(q, 'new')).filter((n) => !n.startsWith('.'))) {
+      renameSync(join(q, 'new', name), join(q, 'cur', name));
+      unlinkSync(join(q, 'cur', name));
+    }
+    fsyncDirAt(join(q, 'new'));
+    fsyncDirAt(join(q, 'cur'));
+    await pc.cut();
+    await pc.remount();
+    const replayed = child(root, replay(items));
+    expect(replayed.status, replayed.stderr).toBe(0);
+    expect(takeAllAfterReboot(root)).toEqual([]);
+    await pc.unmount();
+  }, 60_000);
+
+  it('loses nothing when the publish is killed mid-way and another process fsyncs tmp/ before the cut', async () => {
+    const { pc, root } = await boot();
+    await Spool.open(root, { host: 'alpha', create: true });
+    await pc.sync();
+    const killed = child(root, DELIVER, { FERRY_CRASH_AT: 'publish.after-link' });
+    expect(killed.signal ?? killed.status).not.toBe(0);
+    fsyncDirAt(join(root, 'inbox', 'q', 'tmp')); // what any commit from q did under the first fix
+    await pc.cut();
+    await pc.remount();
+    // The journal names the items; the killed child printed none, so they are read back from tmp/.
+    const names = readdirSync(join(root, 'inbox', 'q', 'tmp')).filter((n) => !n.endsWith('.meta'));
+    expect(names.length).toBe(2);
+    const items = JSON.stringify(names.map((name) => ({ queue: 'q', name, meta: {} })));
+    const replayed = child(root, replay(items));
+    expect(replayed.status, replayed.stderr).toBe(0);
     expect(takeAllAfterReboot(root).sort()).toEqual(['m1', 'm2']);
     await pc.unmount();
   }, 60_000);
