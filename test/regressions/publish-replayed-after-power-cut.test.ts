@@ -14,6 +14,7 @@
 import { readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { PowercutMount } from '../../src/devtools/powercut.js';
 import { Spool } from '../../src/spool/spool.js';
 import { fsyncDirAt, spoolChild as child, takeAllAfterReboot, usePowercutSpools } from '../fixtures/powercut-spool.js';
 
@@ -44,6 +45,15 @@ async function delivered() {
   return { ...booted, items: r.stdout.trim() };
 }
 
+/** The power goes; after the reboot the receiver replays the journal naming `items`; then every take of q. */
+async function cutReplayAndTake(pc: PowercutMount, root: string, items: string): Promise<string[]> {
+  await pc.cut();
+  await pc.remount();
+  const replayed = child(root, replay(items));
+  expect(replayed.status, replayed.stderr).toBe(0);
+  return takeAllAfterReboot(root);
+}
+
 describe('a delivery whose journal is replayed after a power cut', () => {
   for (const how of ['a take and its commit', 'a transaction taking both']) {
     it(`does not deliver again what ${how} consumed before the cut`, async () => {
@@ -52,11 +62,7 @@ describe('a delivery whose journal is replayed after a power cut', () => {
         ? `for (;;) { const m = await spool.take('q'); if (!m) break; await m.commit(); }`
         : `const tx = spool.transaction(); while (await tx.take('q')); await tx.commit();`);
       expect(consumed.status, consumed.stderr).toBe(0);
-      await pc.cut();
-      await pc.remount();
-      const replayed = child(root, replay(items));
-      expect(replayed.status, replayed.stderr).toBe(0);
-      expect(takeAllAfterReboot(root)).toEqual([]);
+      expect(await cutReplayAndTake(pc, root, items)).toEqual([]);
       await pc.unmount();
     }, 60_000);
   }
@@ -65,12 +71,9 @@ describe('a delivery whose journal is replayed after a power cut', () => {
     const { pc, root, items } = await delivered();
     const taken = child(root, `const m = await spool.take('q', { leaseMs: 60_000 }); console.log((await m.read()).toString());`);
     expect(taken.stdout.trim()).toBe('m1');
-    await pc.cut();
-    await pc.remount();
-    const replayed = child(root, replay(items));
-    expect(replayed.status, replayed.stderr).toBe(0);
+    const got = await cutReplayAndTake(pc, root, items);
     expect(readdirSync(join(root, 'inbox', 'q', 'tmp'))).toEqual([]);
-    expect(takeAllAfterReboot(root).sort()).toEqual(['m1', 'm2']);
+    expect(got.sort()).toEqual(['m1', 'm2']);
     await pc.unmount();
   }, 60_000);
 
@@ -83,11 +86,7 @@ describe('a delivery whose journal is replayed after a power cut', () => {
     }
     fsyncDirAt(join(q, 'new'));
     fsyncDirAt(join(q, 'cur'));
-    await pc.cut();
-    await pc.remount();
-    const replayed = child(root, replay(items));
-    expect(replayed.status, replayed.stderr).toBe(0);
-    expect(takeAllAfterReboot(root)).toEqual([]);
+    expect(await cutReplayAndTake(pc, root, items)).toEqual([]);
     await pc.unmount();
   }, 60_000);
 
