@@ -115,6 +115,13 @@ async function diskReport(h) {
   try { const s = await pc.status(); st = ` inodes=${s.inodes} pending=${JSON.stringify(s.pending)}`; } catch { /* cutting */ }
   return `${h}: used=${usedMiB}MiB${st} ${top}`;
 }
+// The last warnings of a host's daemon log (what a stalled channel is refused with), for the drain-timeout error.
+function logTail(h, lines = 4) {
+  let text = '';
+  try { text = readFileSync(cluster.host(h).log, 'utf8'); } catch { return `${h}: no daemon log`; }
+  const warned = text.trim().split('\n').filter((l) => !/"level":(10|20|30)\b/.test(l)).slice(-lines);
+  return `${h} daemon log (last ${warned.length} warnings):\n${warned.map((l) => `  ${l.slice(0, 400)}`).join('\n')}`;
+}
 // Each host's boot id (FERRY_BOOT_ID_FILE, src/maildir/name-floor.ts): a power cut is a reboot, so it gets a new one.
 const bootFile = (h) => join(work, 'boots', h);
 function newBoot(h) {
@@ -430,7 +437,7 @@ try {
   for (let left = await pending(); left !== ''; left = await pending()) {
     if (Date.now() - drainStart > 600_000) {
       const disks = POWER_CUTS ? `; disks: ${(await Promise.all(HOSTS.map(diskReport))).join('; ')}` : '';
-      throw new Error(`did not drain within 10 minutes; still on the way: ${left}${disks}`);
+      throw new Error(`did not drain within 10 minutes; still on the way: ${left}${disks}\n${HOSTS.map(logTail).join('\n')}`);
     }
     await restartDead();
     await sleep(500);

@@ -2,7 +2,7 @@
 import { closeSync, constants, linkSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createExclusive, createExclusiveSync, fsyncDir, renameIfExistsSync, syncFileSystem, unlinkIfExists, unlinkIfExistsSync, writeAll, writeAllSync } from '../maildir/fsx.js';
+import { createExclusive, createExclusiveSync, fsyncDir, lstatIfExists, lstatIfExistsSync, renameIfExists, renameIfExistsSync, syncFileSystem, unlinkIfExists, unlinkIfExistsSync, writeAll, writeAllSync } from '../maildir/fsx.js';
 import { uniqueName } from '../maildir/unique.js';
 import { errno } from '../errors.js';
 import { crashPoint } from '../spool/crash-point.js';
@@ -158,7 +158,8 @@ export class InboxDelivery {
 }
 
 /** The hidden name in new/ a message is published under until its tmp/ name is durably gone (consumers skip dot-names). */
-const publishingName = (name: string) => `.in-${name}`;
+const PUBLISHING_PREFIX = '.in-';
+const publishingName = (name: string) => `${PUBLISHING_PREFIX}${name}`;
 
 /**
  * Publishes prepared items so that no power cut can lose one or deliver one twice; idempotent, so a journal can
@@ -166,7 +167,8 @@ const publishingName = (name: string) => `.in-${name}`;
  *
  *   1. link tmp/<name>.meta as meta/<name>.json and tmp/<name> as new/.in-<name> (hidden); fsync meta/ and new/;
  *   2. unlink both tmp/ names; fsync tmp/;
- *   3. rename new/.in-<name> to new/<name> (one directory: visible at once); fsync new/.
+ *   3. rename new/.in-<name> to new/<name> (one directory: visible at once); fsync new/. A hidden name that is a second
+ *      link of its file (a cut brought it back after the message was taken) is removed instead: see revealSync.
  *
  * A cross-directory rename would become durable in two halves, each when its directory is fsynced — by this process
  * or by any other one — so it could be lost, or its tmp/ name come back after the message was consumed, for a replay
@@ -189,11 +191,76 @@ export async function completePublish(ctx: SpoolContext, items: readonly Deliver
     unlinkIfExistsSync(tmp);
   }
   await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'tmp'))));
+  crashPoint('publish.before-reveal');
+  const leftovers: string[] = [];
   for (const item of items) {
     const dir = ctx.layout.inboxQueue(item.queue);
-    renameIfExistsSync(join(dir, 'new', publishingName(item.name)), join(dir, 'new', item.name));
+    if (!revealSync(dir, item.name)) leftovers.push(dir);
   }
+  if (leftovers.length > 0) await dropLeftovers(ctx, items, new Set(leftovers));
+  crashPoint('publish.after-visible');
   await Promise.all([...dirs].map((dir) => fsyncDir(join(dir, 'new'))));
+}
+
+/**
+ * Step 3 for one message whose tmp/ names are durably gone: renames new/.in-<name> to new/<name>. Returns false,
+ * renaming nothing, when the hidden name is a second link of its file: then the message was published before and a
+ * power cut brought the hidden name back after a consumer had durably taken it (or after recovery returned it to
+ * new/<name>), and revealing it would deliver the message twice.
+ */
+function revealSync(queueDir: string, name: string): boolean {
+  const hidden = join(queueDir, 'new', publishingName(name));
+  const st = lstatIfExistsSync(hidden);
+  if (st === undefined) return true; // revealed already, by an earlier run or by recovery
+  if (st.nlink > 1) return false;
+  renameIfExistsSync(hidden, join(queueDir, 'new', name));
+  return true;
+}
+
+/**
+ * Removes the hidden names {@link revealSync} refused (only after a power cut: rare). The file's other name is durable
+ * once the queue's lease/ and dead/ are synced (new/ is synced after this), so the message lives on there.
+ */
+async function dropLeftovers(ctx: SpoolContext, items: readonly DeliveryItem[], dirs: ReadonlySet<string>): Promise<void> {
+  for (const dir of dirs) await Promise.all([fsyncDir(join(dir, 'lease')), fsyncDir(join(dir, 'dead'))]);
+  for (const item of items) {
+    const dir = ctx.layout.inboxQueue(item.queue);
+    if (!dirs.has(dir)) continue;
+    const hidden = join(dir, 'new', publishingName(item.name));
+    const st = lstatIfExistsSync(hidden);
+    if (st !== undefined && st.nlink > 1) unlinkIfExistsSync(hidden);
+  }
+}
+
+/**
+ * Recovery's side of {@link completePublish}, for the hidden names among `newNames` (a listing of the queue's new/):
+ * one whose tmp/ payload is still there is a publish in progress or one its journal will redo, and is left alone;
+ * any other is finished here — revealed, or dropped when it is a power cut's second link of a message published
+ * before. This covers a publish killed after step 2 with no journal to redo it (a library caller's delivery), and a
+ * cut leftover seen before any journal replay. Safe beside a live publisher: every step tolerates the other's.
+ * Returns how many were revealed.
+ */
+export async function settlePublishing(queueDir: string, newNames: readonly string[]): Promise<number> {
+  let revealed = 0;
+  for (const hiddenName of newNames) {
+    if (!hiddenName.startsWith(PUBLISHING_PREFIX)) continue;
+    const name = hiddenName.slice(PUBLISHING_PREFIX.length);
+    // tmp/ first: once its payload name is gone it never comes back (a live publisher unlinks it only after the link).
+    if ((await lstatIfExists(join(queueDir, 'tmp', name))) !== undefined) continue;
+    const hidden = join(queueDir, 'new', hiddenName);
+    const st = await lstatIfExists(hidden);
+    if (st === undefined) continue;
+    if (st.nlink > 1) {
+      await Promise.all([fsyncDir(join(queueDir, 'lease')), fsyncDir(join(queueDir, 'dead'))]);
+      await unlinkIfExists(hidden);
+    } else {
+      // The publisher's unlink of the tmp/ names may not be durable yet: made so before the message becomes visible.
+      await fsyncDir(join(queueDir, 'tmp'));
+      if (await renameIfExists(hidden, join(queueDir, 'new', name))) revealed += 1;
+    }
+    await fsyncDir(join(queueDir, 'new'));
+  }
+  return revealed;
 }
 
 /** Links `from` as `to`; nothing when `from` is gone (done before) or `to` exists (linked before: the same file). */

@@ -6,6 +6,7 @@ import { compareNames } from '../maildir/unique.js';
 import { assertRealDirs, ensureDir, fsyncDir, isRealDirIfPresent, listDir, lstatIfExists, renameIfExists, unlinkIfExists, pathExists } from '../maildir/fsx.js';
 import { crashPoint } from '../spool/crash-point.js';
 import { finishMoves, moveMessage, syncWayIn } from './move.js';
+import { settlePublishing } from './delivery.js';
 import { findCommitted, finishCommitted } from '../outbox/commit-point.js';
 import { INBOX_SUBDIRS } from '../spool/layout.js';
 import { isQueueName, validateQueueName } from '../spool/names.js';
@@ -148,15 +149,19 @@ export class Inbox {
 
   /**
    * Returns every expired lease of `queue` to the queue (one failed attempt each, dead letter after
-   * `maxAttempts`) and finishes leases whose transaction committed. Returns how many went back to new/.
+   * `maxAttempts`) and finishes leases whose transaction committed. Returns how many went back to new/ (with the
+   * publishes recovery finished, see settlePublishing).
    */
   async reclaimExpired(queue: string, now = clockNow()): Promise<number> {
     const dir = this.ctx.layout.inboxQueue(queue);
     let returned = 0;
     // Reclaiming renames files out of lease/: never out of a directory a planted symlink points to.
     if (!(await isRealDirIfPresent(dir)) || !(await isRealDirIfPresent(join(dir, 'lease')))) return 0;
-    // Moves a killed process or a power cut left half done first: a take's (new/ → lease/) before its lease is judged.
-    await finishMoves(dir, 'new');
+    // Moves a killed process or a power cut left half done first: a take's (new/ → lease/) before its lease is judged,
+    // and publishes (a hidden name a cut brought back beside a lease of its file goes before that lease is returned).
+    const newNames = await listDir(join(dir, 'new'));
+    returned += await settlePublishing(dir, newNames);
+    await finishMoves(dir, 'new', newNames);
     await finishMoves(dir, 'lease');
     for (const leaseName of await listDir(join(dir, 'lease'))) {
       const lease = parseLease(leaseName);

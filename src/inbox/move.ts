@@ -41,11 +41,11 @@ export async function moveMessage(queueDir: string, src: MoveDir, from: string, 
 
 /**
  * Completes every move a killed process (or a power cut) left half done in `<queueDir>/<src>/`; returns how many.
- * Safe beside a live mover.
+ * Safe beside a live mover. `names`: a listing of that directory the caller has already made.
  */
-export async function finishMoves(queueDir: string, src: MoveDir): Promise<number> {
+export async function finishMoves(queueDir: string, src: MoveDir, names?: readonly string[]): Promise<number> {
   let n = 0;
-  for (const name of await listDir(join(queueDir, src))) {
+  for (const name of names ?? (await listDir(join(queueDir, src)))) {
     const m = MOVE_RE.exec(name);
     if (!m) continue;
     const parked = join(queueDir, src, name);

@@ -109,3 +109,70 @@ describe('a delivery whose journal is replayed after a power cut', () => {
     await pc.unmount();
   }, 60_000);
 });
+
+// A red-team read of the publish above (helper-8): the reveal (step 3) is one rename in new/, durable only at the
+// fsync of new/ after it. A consumer taking the message in that window makes its lease durable; a cut then brings
+// back new/.in-<name> as a second link of the leased file. Revealing it again (a journal replay) gave a second copy
+// beside the live lease (path A); recovery returning the lease to new/<name> beside it, a take and its commit, then
+// the replay, resurrected the consumed message (path B). And a publish killed between steps 2 and 3 with no journal to
+// redo it (a library caller's delivery) left its messages hidden for ever. Now a hidden name that is a second link is
+// dropped, by the replay or by recovery, whichever looks first; recovery reveals one that is not (delivery.ts
+// revealSync, settlePublishing).
+describe('a publish whose reveal a power cut undid after a consumer took the message', () => {
+  /** m1 and m2 revealed (new/ not synced after), m1 then taken with a live lease; the power goes; the items hidden. */
+  async function takenThenCut() {
+    const { pc, root } = await boot();
+    await Spool.open(root, { host: 'alpha', create: true });
+    await pc.sync();
+    const killed = child(root, DELIVER, { FERRY_CRASH_AT: 'publish.after-visible' });
+    expect(killed.signal ?? killed.status).not.toBe(0);
+    const taken = child(root, `const m = await spool.take('q', { leaseMs: 60_000 }); console.log((await m.read()).toString());`);
+    expect(taken.stdout.trim()).toBe('m1');
+    await pc.cut();
+    await pc.remount();
+    const hidden = readdirSync(join(root, 'inbox', 'q', 'new')).filter((n) => n.startsWith('.in-'));
+    expect(hidden.length).toBe(2); // the cut undid both reveals: the bug's precondition
+    const items = JSON.stringify(hidden.map((n) => ({ queue: 'q', name: n.slice('.in-'.length), meta: {} })));
+    return { pc, root, items };
+  }
+  /** Every message take-able now, while m1's lease from before the cut is still live; each committed. */
+  const takeWhileLeased = (root: string): string[] => {
+    const r = child(root, `
+      const got = [];
+      for (;;) { const m = await spool.take('q', { leaseMs: 60_000 }); if (!m) break; got.push((await m.read()).toString()); await m.commit(); }
+      console.log(JSON.stringify(got));`);
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout.trim()) as string[];
+  };
+
+  it('replayed: does not hand out a second copy beside the live lease (path A)', async () => {
+    const { pc, root, items } = await takenThenCut();
+    const replayed = child(root, replay(items));
+    expect(replayed.status, replayed.stderr).toBe(0);
+    const got = [...takeWhileLeased(root), ...takeAllAfterReboot(root)];
+    expect(got.sort()).toEqual(['m1', 'm2']);
+    await pc.unmount();
+  }, 60_000);
+
+  it('recovered, taken and committed, then replayed: does not resurrect the consumed message (path B)', async () => {
+    const { pc, root, items } = await takenThenCut();
+    expect(takeAllAfterReboot(root).sort()).toEqual(['m1', 'm2']);
+    const replayed = child(root, replay(items));
+    expect(replayed.status, replayed.stderr).toBe(0);
+    expect(takeAllAfterReboot(root)).toEqual([]);
+    await pc.unmount();
+  }, 60_000);
+});
+
+describe('a publish with no journal, killed before its reveal', () => {
+  it('is finished by recovery: both messages delivered once, nothing left hidden', async () => {
+    const { pc, root } = await boot();
+    await Spool.open(root, { host: 'alpha', create: true });
+    const killed = child(root, DELIVER, { FERRY_CRASH_AT: 'publish.before-reveal' });
+    expect(killed.signal ?? killed.status).not.toBe(0);
+    expect(readdirSync(join(root, 'inbox', 'q', 'new')).filter((n) => !n.startsWith('.'))).toEqual([]);
+    expect(takeAllAfterReboot(root).sort()).toEqual(['m1', 'm2']);
+    expect(readdirSync(join(root, 'inbox', 'q', 'new'))).toEqual([]);
+    await pc.unmount();
+  }, 60_000);
+});
