@@ -31,7 +31,7 @@
 // machine's clock (that would disturb everything else running here): the kernel's file times stay true.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, copyFileSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync, writeFileSync, renameSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, existsSync, openSync, closeSync, ftruncateSync, statfsSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,6 +121,21 @@ function logTail(h, lines = 4) {
   try { text = readFileSync(cluster.host(h).log, 'utf8'); } catch { return `${h}: no daemon log`; }
   const warned = text.trim().split('\n').filter((l) => !/"level":(10|20|30)\b/.test(l)).slice(-lines);
   return `${h} daemon log (last ${warned.length} warnings):\n${warned.map((l) => `  ${l.slice(0, 400)}`).join('\n')}`;
+}
+// The chroot landing binds into host h's spool that do not show the landing directory they should (a rebooted host
+// whose bind did not come back refuses its peer's uploads with "Permission denied" for ever).
+function landingBinds(h) {
+  return HOSTS.filter((p) => p !== h).map((p) => {
+    const login = cluster.deployment.login(h, p);
+    return { mp: join(login.chroot, 'landing'), dir: login.landingDir };
+  });
+}
+function bound({ mp, dir }) {
+  try { const a = statSync(mp); const b = statSync(dir); return a.dev === b.dev && a.ino === b.ino; } catch { return false; }
+}
+function unboundReport() {
+  const bad = HOSTS.flatMap((h) => landingBinds(h).filter((b) => !bound(b)).map((b) => b.mp));
+  return bad.length === 0 ? '' : `; landing binds not in place: ${bad.join(', ')}`;
 }
 // Each host's boot id (FERRY_BOOT_ID_FILE, src/maildir/name-floor.ts): a power cut is a reboot, so it gets a new one.
 const bootFile = (h) => join(work, 'boots', h);
@@ -265,10 +280,13 @@ async function powerCut(h) {
   counts.powerDropped += report?.droppedCount ?? 0;
   if (report !== undefined) await pc.remount();
   else powercuts.set(h, await mountPowercut({ backing: pc.backing, mount: pc.mount, mode: 'strict' }));
-  // The chroots showed the spool's landing directories through bind mounts; the cut took them: make them again.
-  for (const mp of report?.unmounted ?? binds) {
-    const login = HOSTS.filter((p) => p !== h).map((p) => cluster.deployment.login(h, p)).find((l) => join(l.chroot, 'landing') === mp);
-    if (login) execFileSync('mount', ['--bind', login.landingDir, mp]);
+  // The chroots showed the spool's landing directories through bind mounts; the cut took them: make them again, every
+  // one not in place (as a reboot mounts all of fstab), not only those the simulator says it unmounted.
+  for (const b of landingBinds(h)) {
+    if (bound(b)) continue;
+    try { execFileSync('umount', ['-l', b.mp], { stdio: 'ignore' }); } catch { /* not mounted: the usual case */ }
+    execFileSync('mount', ['--bind', b.dir, b.mp]);
+    if (!bound(b)) throw new Error(`the landing bind ${b.mp} of ${h} did not come back after the power cut`);
   }
 }
 
@@ -437,7 +455,7 @@ try {
   for (let left = await pending(); left !== ''; left = await pending()) {
     if (Date.now() - drainStart > 600_000) {
       const disks = POWER_CUTS ? `; disks: ${(await Promise.all(HOSTS.map(diskReport))).join('; ')}` : '';
-      throw new Error(`did not drain within 10 minutes; still on the way: ${left}${disks}\n${HOSTS.map(logTail).join('\n')}`);
+      throw new Error(`did not drain within 10 minutes; still on the way: ${left}${disks}${unboundReport()}\n${HOSTS.map(logTail).join('\n')}`);
     }
     await restartDead();
     await sleep(500);
