@@ -220,8 +220,11 @@ export async function sealBundle(key: SealKey, header: Omit<BundleHeader, 'count
   return Buffer.concat(parts);
 }
 
-/** Waits until the landing file `name` is in `host`'s quarantine, and returns its entry. */
-export async function waitQuarantined(cluster: Cluster, host: string, name: string, timeoutMs = 20_000): Promise<Quarantined> {
+/**
+ * Waits until the landing file `name` is in `host`'s quarantine, and returns its entry. 45 s: a pass takes ~2 s alone,
+ * but one took more than 20 s in the full suite on 2 cores.
+ */
+export async function waitQuarantined(cluster: Cluster, host: string, name: string, timeoutMs = 45_000): Promise<Quarantined> {
   let found: Quarantined | undefined;
   // Quarantined means both: the copy with its reason is there, and then (the receiver's next step) the landing entry is gone.
   await until(`${name} quarantined on ${host}`, () => {
