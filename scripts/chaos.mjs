@@ -478,13 +478,22 @@ try {
   }
 } catch (err) {
   exitCode = 2;
-  process.stderr.write(`chaos: ${err instanceof Error ? err.stack : String(err)}\nlogs kept in ${work}\n`);
+  process.stderr.write(`chaos: ${err instanceof Error ? err.stack : String(err)}\nlogs and spools kept in ${work}\n`);
 } finally {
   for (const [, c] of children) if (alive(c)) c.kill('SIGKILL');
   for (const h of HOSTS) { cluster?.host(h).daemon?.kill('SIGCONT'); }
   hostile?.end();
   await cluster?.stopAll('SIGKILL').catch(() => undefined);
   await sleep(200);
+  // A failed run (or --keep) keeps each host's spool as its processes last saw it (outbox, channel state, landing,
+  // journals, tmp/, dead/, quarantine): a loss is read from these, not guessed from the logs. The deployment and the
+  // mounts below remove the originals.
+  if ((exitCode !== 0 || KEEP) && cluster !== undefined) {
+    mkdirSync(join(work, 'spools'), { recursive: true });
+    for (const h of HOSTS) {
+      try { execFileSync('cp', ['-a', cluster.host(h).root, join(work, 'spools', h)], { stdio: 'ignore' }); } catch { /* partial copy: keep going */ }
+    }
+  }
   // The simulators last: a final cut kills what still uses a spool (sshd's sessions) and unmounts the chroots' binds.
   for (const [, pc] of powercuts) await pc.cut().catch(() => forceUnmountPowercut(pc.mount).catch(() => undefined));
   // The spools' tmpfs mounts go first (lazily: the deployment's bind mounts still hold them), then the deployment.
