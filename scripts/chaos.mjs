@@ -122,8 +122,9 @@ function logTail(h, lines = 4) {
   const warned = text.trim().split('\n').filter((l) => !/"level":(10|20|30)\b/.test(l)).slice(-lines);
   return `${h} daemon log (last ${warned.length} warnings):\n${warned.map((l) => `  ${l.slice(0, 400)}`).join('\n')}`;
 }
-// The chroot landing binds into host h's spool that do not show the landing directory they should (a rebooted host
-// whose bind did not come back refuses its peer's uploads with "Permission denied" for ever).
+// The chroot landing binds into host h's spool: each peer's chroot `landing` (mp) shows h's landing directory for it
+// (dir). One not in place (a rebooted host whose bind did not come back) refuses that peer's uploads with
+// "Permission denied" for ever.
 function landingBinds(h) {
   return HOSTS.filter((p) => p !== h).map((p) => {
     const login = cluster.deployment.login(h, p);
@@ -259,7 +260,7 @@ async function powerCut(h) {
   const pc = powercuts.get(h);
   const own = [cluster.host(h).daemon, children.get(`producer:${h}`), ...Array.from({ length: CONSUMERS }, (_, i) => children.get(`consumer${i}:${h}`))].filter(alive);
   for (const c of own) c.kill('SIGSTOP');
-  const binds = HOSTS.filter((p) => p !== h).map((p) => join(cluster.deployment.login(h, p).chroot, 'landing'));
+  const binds = landingBinds(h);
   let report;
   try {
     report = await pc.cut();
@@ -269,7 +270,7 @@ async function powerCut(h) {
     counts.cutFailures += 1;
     say(`  power cut of ${h}: the simulator did not answer (${err instanceof Error ? err.message : String(err)}); forced down, disk kept as is`);
     await forceUnmountPowercut(pc.mount);
-    for (const mp of binds) { try { execFileSync('umount', ['-l', mp], { stdio: 'ignore' }); } catch { /* not mounted */ } }
+    for (const { mp } of binds) { try { execFileSync('umount', ['-l', mp], { stdio: 'ignore' }); } catch { /* not mounted */ } }
     report = undefined;
   }
   for (const c of own) { c.kill('SIGKILL'); c.kill('SIGCONT'); }
@@ -282,7 +283,7 @@ async function powerCut(h) {
   else powercuts.set(h, await mountPowercut({ backing: pc.backing, mount: pc.mount, mode: 'strict' }));
   // The chroots showed the spool's landing directories through bind mounts; the cut took them: make them again, every
   // one not in place (as a reboot mounts all of fstab), not only those the simulator says it unmounted.
-  for (const b of landingBinds(h)) {
+  for (const b of binds) {
     if (bound(b)) continue;
     try { execFileSync('umount', ['-l', b.mp], { stdio: 'ignore' }); } catch { /* not mounted: the usual case */ }
     execFileSync('mount', ['--bind', b.dir, b.mp]);
